@@ -1,0 +1,41 @@
+"""Shared fixtures: one real local SparkSession (with Delta) for the whole suite."""
+
+import os
+import sys
+from pathlib import Path
+
+import pytest
+
+os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
+REPO = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="session")
+def spark():
+    from tma_spark.session import configure_spark
+
+    session = configure_spark(master="local[2]", app_name="tma_spark-tests").getOrCreate()
+    session.sparkContext.setLogLevel("ERROR")
+    yield session
+    session.stop()
+
+
+@pytest.fixture
+def cli(spark, capsys):
+    """Run ``tma-spark ARGS`` in-process on the shared session; return (exit code, stdout, stderr)."""
+    from tma_spark.cli import main
+
+    def run(*argv):
+        try:
+            main([str(a) for a in argv])
+            code = 0
+        except SystemExit as exc:
+            code = exc.code
+        out, err = capsys.readouterr()
+        return code, out, err
+
+    return run
+
+
+def python_exe() -> str:
+    return sys.executable

@@ -1,0 +1,161 @@
+"""The ``tma-spark`` command line. ``jobs/*.py`` call :func:`main` with the same arguments.
+
+Each subcommand parses its arguments into a typed config, validates it (before
+any Spark job starts), then calls one library function.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from typing import List, Optional
+
+from . import __version__
+from .config import INPUT_FORMATS, IngestConfig
+from .datasets import DATASETS
+from .errors import ConfigError, TmaSparkError
+from .lake import LAKE_FORMATS
+from .synthetic import SyntheticConfig
+
+__all__ = ["main", "build_parser"]
+
+log = logging.getLogger("tma_spark")
+
+
+def _count(text: str, flag: str) -> int:
+    """Parse counts such as 1000000, 1e6 or 10_000_000."""
+    try:
+        value = float(text.replace("_", ""))
+    except ValueError:
+        raise ConfigError(f"{flag} {text!r} is not a number.") from None
+    if value != int(value):
+        raise ConfigError(f"{flag} {text!r} must be a whole number.")
+    return int(value)
+
+
+def _fractions(text: str) -> tuple:
+    try:
+        parts = tuple(float(x) for x in text.split(","))
+    except ValueError:
+        raise ConfigError(f"--split {text!r} must be three comma-separated fractions, e.g. 0.6,0.2,0.2.") from None
+    if len(parts) != 3:
+        raise ConfigError(f"--split {text!r} must have three fractions (train,val,test).")
+    return parts
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="tma-spark", description="GNN training on Spark with randomized partitions "
+                                     "and time-based model aggregation (RandomTMA / SuperTMA).")
+    parser.add_argument("--version", action="version", version=f"tma_spark {__version__}")
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--master", help="Spark master (default: local[*]; untouched under spark-submit)")
+    common.add_argument("-q", "--quiet", action="store_true", help="only warnings and errors (for schedulers)")
+    common.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("ingest", parents=[common], help="import a graph into a lake",
+                       description="Import a graph into a lake (Delta by default). Exactly one source: "
+                       "--nodes/--edges tables, --dataset, --npz or --synthetic.")
+    p.add_argument("--lake", required=True, help="output lake folder")
+    p.add_argument("--nodes", help="node table path or catalog name; with --synthetic: the number of nodes")
+    p.add_argument("--edges", help="edge table path or catalog name; with --synthetic: the number of edges")
+    p.add_argument("--format", dest="input_format", default="delta", choices=INPUT_FORMATS,
+                   help="format of --nodes/--edges (table = catalog table names)")
+    p.add_argument("--dataset", choices=sorted(DATASETS), help="a named real graph (cora is bundled)")
+    p.add_argument("--data-dir", help="folder holding the named datasets (default: $TMA_SPARK_DATA_DIR or "
+                   "../shared/datasets)")
+    p.add_argument("--npz", help="a graph file in the npz format (see README)")
+    p.add_argument("--synthetic", action="store_true", help="generate a synthetic graph with Spark")
+    p.add_argument("--communities", type=int, default=10, help="synthetic: communities = classes (default 10)")
+    p.add_argument("--homophily", type=float, default=0.8, help="synthetic: P(edge inside a community) (default 0.8)")
+    p.add_argument("--feature-dim", type=int, default=None,
+                   help="synthetic: feature dimension (default 64); datasets without features: random dim (128)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the synthetic graph, random split and features")
+    p.add_argument("--split", default="0.6,0.2,0.2", help="train,val,test fractions of the seeded node split")
+    p.add_argument("--num-classes", type=int, help="number of classes C (labels must be 0..C-1; default max+1)")
+    p.add_argument("--directed", action="store_true", help="table input: edges are directed")
+    p.add_argument("--lake-format", default="delta", choices=LAKE_FORMATS)
+    p.add_argument("--overwrite", action="store_true", help="replace an existing lake (atomically)")
+
+    p = sub.add_parser("info", parents=[common], help="summarize a lake")
+    p.add_argument("--lake", required=True)
+    p.add_argument("--json", action="store_true", help="print JSON instead of text")
+
+    p = sub.add_parser("jars", parents=[common], help="fetch / show the Delta jars for spark-submit")
+    p.add_argument("--fetch", action="store_true", help="download them with Maven if not cached")
+    p.add_argument("--classpath", action="store_true", help="print the comma-separated jar paths (for --jars)")
+    return parser
+
+
+def _ingest_config(args: argparse.Namespace) -> IngestConfig:
+    synth = None
+    nodes, edges = args.nodes, args.edges
+    if args.synthetic:
+        if nodes is None or edges is None:
+            raise ConfigError("--synthetic needs --nodes N and --edges M (counts).")
+        synth = SyntheticConfig(nodes=_count(nodes, "--nodes"), edges=_count(edges, "--edges"),
+                                communities=args.communities, homophily=args.homophily,
+                                feature_dim=args.feature_dim or 64, seed=args.seed)
+        nodes = edges = None
+    return IngestConfig(
+        lake=args.lake, nodes=nodes, edges=edges, input_format=args.input_format, dataset=args.dataset,
+        npz=args.npz, synthetic=synth, data_dir=args.data_dir, lake_format=args.lake_format,
+        overwrite=args.overwrite, num_classes=args.num_classes, split_seed=args.seed,
+        split_fractions=_fractions(args.split), feature_dim=args.feature_dim or 128, directed=args.directed,
+    ).validate()
+
+
+def _setup_logging(args: argparse.Namespace) -> None:
+    level = logging.WARNING if args.quiet else logging.DEBUG if args.verbose else logging.INFO
+    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s", datefmt="%H:%M:%S",
+                        stream=sys.stderr, force=True)
+    logging.getLogger("py4j").setLevel(logging.WARNING)
+
+
+def run(argv: Optional[List[str]] = None) -> int:
+    """Run a subcommand; return the exit status (raises TmaSparkError on user errors)."""
+    args = build_parser().parse_args(argv)
+    _setup_logging(args)
+    from . import jars
+
+    if args.command == "jars":
+        paths = jars.fetch_jars() if args.fetch else (jars.cached_jars() or [])
+        if args.classpath:
+            print(",".join(paths))
+        else:
+            for p in paths or [f"(not fetched) {c}" for c in jars.maven_coordinates()]:
+                print(p)
+        return 0
+
+    cfg = _ingest_config(args) if args.command == "ingest" else None  # validated before Spark starts
+    from .session import get_spark
+
+    spark = get_spark(master=args.master)
+    if args.command == "ingest":
+        from .ingest import ingest
+
+        ingest(spark, cfg)
+        return 0
+    if args.command == "info":
+        from .info import format_summary, lake_summary
+
+        summary = lake_summary(spark, args.lake)
+        print(json.dumps(summary, indent=2, default=str) if args.json else format_summary(summary))
+        return 0
+    raise AssertionError(args.command)
+
+
+def main(argv: Optional[List[str]] = None) -> None:
+    """Console entry point: user errors print one clear message and exit with status 2."""
+    try:
+        code = run(argv)
+    except TmaSparkError as exc:
+        logging.getLogger("tma_spark").error("%s", exc)
+        sys.exit(exc.exit_code)
+    sys.exit(code)
+
+
+if __name__ == "__main__":
+    main()

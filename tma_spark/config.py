@@ -1,0 +1,71 @@
+"""Typed, validated configuration for each job, checked before any Spark job starts."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Optional, Tuple
+
+from .errors import ConfigError
+from .lake import LAKE_FORMATS
+from .synthetic import SyntheticConfig
+
+__all__ = ["IngestConfig", "INPUT_FORMATS"]
+
+INPUT_FORMATS = ("delta", "parquet", "csv", "table")
+
+
+@dataclass
+class IngestConfig:
+    """What ``tma-spark ingest`` imports and where it writes the lake.
+
+    Exactly one source: ``nodes`` + ``edges`` tables, a named ``dataset``, an
+    ``npz`` file, or ``synthetic``.
+    """
+
+    lake: str
+    nodes: Optional[str] = None
+    edges: Optional[str] = None
+    input_format: str = "delta"
+    dataset: Optional[str] = None
+    npz: Optional[str] = None
+    synthetic: Optional[SyntheticConfig] = None
+    data_dir: Optional[str] = None
+    lake_format: str = "delta"
+    overwrite: bool = False
+    num_classes: Optional[int] = None
+    split_seed: int = 0
+    split_fractions: Tuple[float, float, float] = (0.6, 0.2, 0.2)
+    feature_dim: int = 128  # random features for datasets that have none (ogbn-arxiv)
+    directed: bool = False  # for table inputs: are edges directed?
+    extra: dict = field(default_factory=dict)
+
+    def source_kind(self) -> str:
+        kinds = [k for k, v in (("tables", self.nodes or self.edges), ("dataset", self.dataset),
+                                ("npz", self.npz), ("synthetic", self.synthetic)) if v]
+        if len(kinds) != 1:
+            raise ConfigError(
+                "ingest needs exactly one source: --nodes PATH --edges PATH, --dataset NAME, --npz PATH or "
+                f"--synthetic (got {', '.join(kinds) or 'none'})."
+            )
+        return kinds[0]
+
+    def validate(self) -> "IngestConfig":
+        if not self.lake:
+            raise ConfigError("--lake is required: the folder to write the lake to.")
+        kind = self.source_kind()
+        if kind == "tables" and not (self.nodes and self.edges):
+            raise ConfigError("table import needs both --nodes PATH and --edges PATH.")
+        if self.input_format not in INPUT_FORMATS:
+            raise ConfigError(f"--format {self.input_format!r} is not one of {', '.join(INPUT_FORMATS)}.")
+        if self.lake_format not in LAKE_FORMATS:
+            raise ConfigError(f"--lake-format {self.lake_format!r} is not one of {', '.join(LAKE_FORMATS)}.")
+        if self.num_classes is not None and self.num_classes < 1:
+            raise ConfigError(f"--num-classes {self.num_classes} must be at least 1.")
+        if self.feature_dim < 1:
+            raise ConfigError(f"--feature-dim {self.feature_dim} must be at least 1.")
+        if self.synthetic is not None:
+            self.synthetic.validate()
+        return self
+
+    def to_dict(self) -> dict:
+        return asdict(self)
