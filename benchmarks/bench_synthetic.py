@@ -1,0 +1,251 @@
+"""Throughput of the Spark-native synthetic graph generator (tma_spark.synthetic), in edges per second.
+
+For each size M (edges; N = M / --avg-degree nodes, D = --feature-dim features)
+three jobs run in the same Spark session, each timed by wall clock:
+
+* ``ingest``   ``tma_spark.ingest.ingest`` with a ``SyntheticConfig``: the user
+               path; generates nodes *and* edges and writes the whole Delta lake
+               (staging folder, nodes, edges, metadata, rename) under /tmp.
+* ``parquet``  ``generate(...)`` edges only, ``edges.write.parquet`` under /tmp.
+* ``noop``     ``generate(...)`` edges only, written to Spark's ``noop`` sink:
+               generation cost alone (Python workers + Arrow transfer), no I/O.
+
+``edges/s`` is M / wall seconds for every job (so for ``ingest`` it also pays
+for the N node rows with their features). Memory, per job: peak RSS of the
+driver Python process and of the Spark JVM (its ``VmHWM``, reset before the
+job through /proc/PID/clear_refs), and the peak, sampled every 50 ms, of the
+summed RSS of the Python workers under the JVM (an upper bound: forked workers
+share pages). Each job first runs once on a tiny graph so that JVM, Delta and
+Python worker start-up are not charged to the first size. Temporary folders
+under /tmp are deleted afterwards.
+
+Results: a markdown table on stdout, JSON (figures + machine info) at --out,
+and a markdown copy next to it (same name, ``.md``) with the command used.
+
+    .venv/bin/python benchmarks/bench_synthetic.py [--sizes 1e6,1e7] [--repeats 3]
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import logging
+import os
+import platform
+import shlex
+import shutil
+import statistics
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+import psutil
+import pyspark
+
+from tma_spark.config import IngestConfig
+from tma_spark.ingest import ingest
+from tma_spark.session import get_spark
+from tma_spark.synthetic import SyntheticConfig, generate
+
+log = logging.getLogger("bench_synthetic")
+RESULTS = Path(__file__).resolve().parent / "results"
+MB = 1 << 20
+JOBS = ("ingest", "parquet", "noop")
+
+
+# ---------------------------------------------------------------- memory
+
+def _reset_peak(pid: int) -> None:
+    """Reset the kernel's peak-RSS counter (VmHWM) of ``pid`` (Linux; ignored elsewhere)."""
+    try:
+        with open(f"/proc/{pid}/clear_refs", "w") as f:
+            f.write("5")
+    except OSError:
+        pass
+
+
+def _peak_rss(pid: int) -> int | None:
+    """VmHWM of ``pid`` in bytes, or None when /proc is not available."""
+    try:
+        with open(f"/proc/{pid}/status") as f:
+            for line in f:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return None
+
+
+def _find_jvm() -> psutil.Process | None:
+    """The Spark JVM: the java process among this Python process's descendants."""
+    for p in psutil.Process().children(recursive=True):
+        try:
+            if p.name() == "java" or "java" in Path(p.exe()).name:
+                return p
+        except psutil.Error:
+            continue
+    return None
+
+
+class MemoryWatch:
+    """Peak RSS of the driver, the JVM and the JVM's Python workers while the ``with`` block runs."""
+
+    def __init__(self, jvm: psutil.Process | None):
+        self.jvm = jvm
+        self.workers_peak = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._sample, daemon=True)
+
+    def _sample(self) -> None:
+        while not self._stop.wait(0.05):
+            total = 0
+            for p in self.jvm.children(recursive=True):
+                try:
+                    total += p.memory_info().rss
+                except psutil.Error:
+                    pass
+            self.workers_peak = max(self.workers_peak, total)
+
+    def __enter__(self) -> "MemoryWatch":
+        _reset_peak(os.getpid())
+        if self.jvm is not None:
+            _reset_peak(self.jvm.pid)
+            self._thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._stop.set()
+        if self._thread.is_alive():
+            self._thread.join()
+        self.driver_peak = _peak_rss(os.getpid())
+        self.jvm_peak = _peak_rss(self.jvm.pid) if self.jvm is not None else None
+
+
+# ---------------------------------------------------------------- jobs
+
+def _dir_size(path: Path) -> int:
+    return sum(f.stat().st_size for f in path.rglob("*") if f.is_file())
+
+
+def run_job(spark, job: str, cfg: SyntheticConfig, workdir: Path, jvm) -> dict:
+    """Run one timed job in a fresh folder under ``workdir``; return its figures."""
+    out = workdir / job
+    shutil.rmtree(out, ignore_errors=True)
+    with MemoryWatch(jvm) as mem:
+        t0 = time.perf_counter()
+        if job == "ingest":
+            ingest(spark, IngestConfig(lake=str(out), synthetic=cfg, overwrite=True))
+        else:
+            _, edges = generate(spark, cfg)
+            if job == "parquet":
+                edges.write.parquet(str(out))
+            else:
+                edges.write.format("noop").mode("overwrite").save()
+        seconds = time.perf_counter() - t0
+    size = _dir_size(out) if out.exists() else None
+    shutil.rmtree(out, ignore_errors=True)
+    return {"seconds": seconds, "edges_per_s": cfg.edges / seconds, "output_bytes": size,
+            "driver_peak_rss": mem.driver_peak, "jvm_peak_rss": mem.jvm_peak,
+            "workers_peak_rss": mem.workers_peak or None}
+
+
+# ---------------------------------------------------------------- report
+
+def _mb(x) -> str:
+    return "-" if x is None else f"{x / MB:,.1f}"
+
+
+def markdown_table(rows: list[dict]) -> str:
+    head = ("| edges | nodes | job | seconds | edges/s | output MB | driver peak RSS MB | JVM peak RSS MB "
+            "| workers peak RSS MB |\n|---:|---:|---|---:|---:|---:|---:|---:|---:|")
+    lines = [head]
+    for r in rows:
+        lines.append(f"| {r['edges']:,} | {r['nodes']:,} | {r['job']} | {r['seconds']:.1f} | {r['edges_per_s']:,.0f} "
+                     f"| {_mb(r['output_bytes'])} | {_mb(r['driver_peak_rss'])} | {_mb(r['jvm_peak_rss'])} "
+                     f"| {_mb(r['workers_peak_rss'])} |")
+    return "\n".join(lines)
+
+
+def machine_info(spark) -> dict:
+    return {
+        "nproc": os.cpu_count(),
+        "total_ram_bytes": psutil.virtual_memory().total,
+        "platform": platform.platform(),
+        "python": platform.python_version(),
+        "pyspark": pyspark.__version__,
+        "java": spark.sparkContext._jvm.java.lang.System.getProperty("java.version"),
+        "spark_master": spark.sparkContext.master,
+        "default_parallelism": spark.sparkContext.defaultParallelism,
+        "date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+    }
+
+
+def main(argv=None) -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--sizes", default="1e6,1e7", help="comma-separated edge counts (default: 1e6,1e7)")
+    ap.add_argument("--avg-degree", type=float, default=10.0, help="edges per node: nodes = edges / this (default: 10)")
+    ap.add_argument("--feature-dim", type=int, default=64, help="node feature dimension (default: 64)")
+    ap.add_argument("--out", default=str(RESULTS / "synthetic.json"), help="JSON results file; a .md copy goes beside it")
+    ap.add_argument("--master", default="local[*]", help="Spark master (default: local[*])")
+    ap.add_argument("--repeats", type=int, default=1, help="runs of each job; the table shows the median (default: 1)")
+    args = ap.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    sizes = [int(float(s)) for s in args.sizes.split(",")]
+    command = f"cd {shlex.quote(os.getcwd())} && {shlex.join([sys.executable, *sys.argv])}"
+
+    log.info("starting Spark (%s)", args.master)
+    spark = get_spark(master=args.master, app_name="bench_synthetic")
+    jvm = _find_jvm()
+    if jvm is None:
+        log.warning("Spark JVM not found among this process's children: no JVM memory figures")
+    workdir = Path(tempfile.mkdtemp(prefix="bench_synthetic_", dir="/tmp"))
+    rows = []
+    try:
+        log.info("warm-up: each job once on a tiny graph (JVM, Delta and Python worker start-up)")
+        for job in JOBS:
+            run_job(spark, job, SyntheticConfig(nodes=1_000, edges=10_000, feature_dim=args.feature_dim), workdir, jvm)
+        for m in sizes:
+            cfg = SyntheticConfig(nodes=max(int(m / args.avg_degree), 20), edges=m, feature_dim=args.feature_dim)
+            for job in JOBS:
+                runs = []
+                for i in range(args.repeats):
+                    log.info("%s: %d edges, %d nodes, run %d/%d", job, cfg.edges, cfg.nodes, i + 1, args.repeats)
+                    runs.append(run_job(spark, job, cfg, workdir, jvm))
+                    log.info("%s: %.1f s, %.0f edges/s", job, runs[-1]["seconds"], runs[-1]["edges_per_s"])
+                seconds = statistics.median(r["seconds"] for r in runs)
+                peak = lambda k: max((r[k] for r in runs if r[k] is not None), default=None)  # noqa: E731
+                rows.append({"edges": cfg.edges, "nodes": cfg.nodes, "feature_dim": cfg.feature_dim, "job": job,
+                             "seconds": seconds, "edges_per_s": cfg.edges / seconds,
+                             "output_bytes": runs[-1]["output_bytes"], "driver_peak_rss": peak("driver_peak_rss"),
+                             "jvm_peak_rss": peak("jvm_peak_rss"), "workers_peak_rss": peak("workers_peak_rss"),
+                             "runs": runs})
+        info = machine_info(spark)
+    finally:
+        shutil.rmtree(workdir, ignore_errors=True)
+        spark.stop()
+
+    table = markdown_table(rows)
+    print(table)
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps({"command": command, "machine": info, "args": vars(args), "results": rows}, indent=2))
+    ram = info["total_ram_bytes"] / (1 << 30)
+    out.with_suffix(".md").write_text(
+        f"# Synthetic generator throughput\n\n"
+        f"Command:\n\n```\n{command}\n```\n\n"
+        f"Machine: {info['nproc']} CPUs, {ram:.1f} GiB RAM, {info['platform']}; Python {info['python']}, "
+        f"PySpark {info['pyspark']}, Java {info['java']}; master {info['spark_master']} "
+        f"(default parallelism {info['default_parallelism']}); {info['date']}.\n\n"
+        f"Nodes = edges / {args.avg_degree:g}, feature dim {args.feature_dim}, {args.repeats} run(s) per job "
+        f"(median seconds, max peak RSS). `ingest` = generate + write the whole Delta lake (nodes and edges) "
+        f"with `tma_spark.ingest.ingest`; `parquet` = edges only to Parquet; `noop` = edges only to the noop "
+        f"sink (generation alone). edges/s = edges / wall seconds. Workers RSS = summed RSS of the JVM's "
+        f"Python workers, sampled every 50 ms.\n\n{table}\n")
+    log.info("wrote %s and %s", out, out.with_suffix(".md"))
+
+
+if __name__ == "__main__":
+    main()
