@@ -79,6 +79,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--lake-format", default="delta", choices=LAKE_FORMATS)
     p.add_argument("--overwrite", action="store_true", help="replace an existing lake (atomically)")
 
+    p = sub.add_parser("partition", parents=[common], help="split a lake into K parts (RandomTMA, METIS)",
+                       description="Assign nodes to K parts, keep intra-part edges, write parts and statistics.")
+    p.add_argument("--lake", required=True)
+    p.add_argument("--out", required=True, help="output partitions folder (PARTS)")
+    p.add_argument("--strategy", default="random", help="random (RandomTMA) or metis (PSGD-PA baseline)")
+    p.add_argument("--parts", "-k", type=int, default=4, help="number of parts K (default 4)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--format", default="delta", choices=LAKE_FORMATS)
+    p.add_argument("--overwrite", action="store_true", help="replace an existing PARTS folder (atomically)")
+
     p = sub.add_parser("info", parents=[common], help="summarize a lake")
     p.add_argument("--lake", required=True)
     p.add_argument("--json", action="store_true", help="print JSON instead of text")
@@ -129,7 +139,14 @@ def run(argv: Optional[List[str]] = None) -> int:
                 print(p)
         return 0
 
-    cfg = _ingest_config(args) if args.command == "ingest" else None  # validated before Spark starts
+    cfg = None  # validated before Spark starts
+    if args.command == "ingest":
+        cfg = _ingest_config(args)
+    elif args.command == "partition":
+        from .partition import PartitionConfig
+
+        cfg = PartitionConfig(lake=args.lake, out=args.out, strategy=args.strategy, parts=args.parts,
+                              seed=args.seed, overwrite=args.overwrite, format=args.format).validate()
     from .session import get_spark
 
     spark = get_spark(master=args.master)
@@ -137,6 +154,13 @@ def run(argv: Optional[List[str]] = None) -> int:
         from .ingest import ingest
 
         ingest(spark, cfg)
+        return 0
+    if args.command == "partition":
+        from .partition import partition
+
+        stats = partition(spark, cfg)
+        keys = ("strategy", "parts", "seed", "edge_retention", "label_tv", "node_balance", "edges_kept")
+        print(json.dumps({k: stats[k] for k in keys}))
         return 0
     if args.command == "info":
         from .info import format_summary, lake_summary

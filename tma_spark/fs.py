@@ -14,7 +14,7 @@ from typing import Tuple
 
 from pyspark.sql import SparkSession
 
-__all__ = ["qualify", "exists", "delete", "rename", "write_text", "read_text", "staging_sibling", "replace_dir"]
+__all__ = ["qualify", "exists", "delete", "rename", "write_bytes", "write_text", "read_text", "staging_sibling", "replace_dir"]
 
 
 def qualify(path: str) -> str:
@@ -48,14 +48,20 @@ def rename(spark: SparkSession, src: str, dst: str) -> None:
         raise OSError(f"could not rename {src} to {dst}")
 
 
-def write_text(spark: SparkSession, path: str, text: str) -> None:
-    """Write a small text file (overwrites)."""
+def write_bytes(spark: SparkSession, path: str, data: bytes) -> None:
+    """Write a small file (overwrites), without Hadoop's ``.crc`` side files on local disk."""
     fs, p = _fs(spark, path)
+    fs.setWriteChecksum(False)
     out = fs.create(p, True)
     try:
-        out.write(bytearray(text.encode("utf-8")))
+        out.write(bytearray(data))
     finally:
         out.close()
+
+
+def write_text(spark: SparkSession, path: str, text: str) -> None:
+    """Write a small UTF-8 text file (overwrites)."""
+    write_bytes(spark, path, text.encode("utf-8"))
 
 
 def read_text(spark: SparkSession, path: str) -> str:

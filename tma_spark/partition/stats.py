@@ -1,0 +1,121 @@
+"""Partition diagnostics: retention, data uniformity, balance and per-part statistics, plus a plot.
+
+Everything is computed with Spark aggregations whose results are K x C small;
+only those small results reach the driver.
+"""
+
+from __future__ import annotations
+
+import io
+import logging
+from collections import defaultdict
+
+from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import functions as F
+
+from .. import fs
+from .metrics import label_tv, node_balance
+
+__all__ = ["partition_stats", "write_stats_png"]
+
+log = logging.getLogger(__name__)
+
+
+def partition_stats(spark: SparkSession, cfg, lake, nodes_path: str, edges_path: str, all_edges: DataFrame) -> dict:
+    """Statistics of written parts (``nodes_path``/``edges_path``) against the lake's whole graph."""
+    nodes = spark.read.format(cfg.format).load(nodes_path)
+    kept = spark.read.format(cfg.format).load(edges_path)
+    k = cfg.parts
+
+    g = all_edges.agg(F.count(F.lit(1)).alias("edges"),
+                      F.sum((F.col("src") == F.col("dst")).cast("long")).alias("self_loops")).first()
+    distinct_pairs = (all_edges.where("src != dst")
+                      .select(F.least("src", "dst").alias("a"), F.greatest("src", "dst").alias("b")).distinct().count())
+    non_loop = g["edges"] - g["self_loops"]
+    ends = all_edges.where("src != dst").select(F.explode(F.array("src", "dst")).alias("id")).distinct().count()
+
+    per = {p: {"part": p, "nodes": 0, "edges": 0, "train": 0, "val": 0, "test": 0, "label_hist": {}}
+           for p in range(k)}
+    for r in nodes.groupBy("part", "split").count().collect():
+        per[r["part"]]["nodes"] += r["count"]
+        if r["split"] in ("train", "val", "test"):
+            per[r["part"]][r["split"]] = r["count"]
+    hist = defaultdict(dict)
+    for r in (nodes.where("split = 'train' AND label IS NOT NULL").groupBy("part", "label").count().collect()):
+        hist[r["part"]][int(r["label"])] = r["count"]
+    for p in range(k):
+        per[p]["label_hist"] = {str(c): n for c, n in sorted(hist[p].items())}
+    for r in kept.groupBy("part").count().collect():
+        per[r["part"]]["edges"] = r["count"]
+    deg = (kept.select("part", F.explode(F.array("src", "dst")).alias("id")).groupBy("part", "id").count()
+           .groupBy("part").agg(F.count(F.lit(1)).alias("connected"), F.max("count").alias("max"),
+                                F.percentile_approx("count", 0.5).alias("median")))
+    for r in deg.collect():
+        d = per[r["part"]]
+        d["degree"] = {"mean": round(2 * d["edges"] / d["nodes"], 3) if d["nodes"] else 0.0,
+                       "median_connected": r["median"], "max": r["max"],
+                       "isolated_in_part": d["nodes"] - r["connected"]}
+    for d in per.values():
+        d.setdefault("degree", {"mean": 0.0, "median_connected": 0, "max": 0, "isolated_in_part": d["nodes"]})
+
+    parts = [per[p] for p in range(k)]
+    kept_total = sum(d["edges"] for d in parts)
+    return {
+        "strategy": cfg.strategy,
+        "parts": k,
+        "seed": cfg.seed,
+        "lake": lake.path,
+        "nodes": lake.meta.num_nodes,
+        "edges": g["edges"],
+        "edges_kept": kept_total,
+        "edge_retention": round(kept_total / non_loop, 6) if non_loop else 0.0,
+        "label_tv": round(label_tv([{int(c): n for c, n in d["label_hist"].items()} for d in parts],
+                                   max(lake.meta.num_classes, 1)), 6),
+        "node_balance": round(node_balance([d["nodes"] for d in parts]), 6),
+        "self_loops_dropped": g["self_loops"],
+        "duplicate_edges": non_loop - distinct_pairs,
+        "isolated_nodes": lake.meta.num_nodes - ends,
+        "per_part": parts,
+    }
+
+
+def write_stats_png(spark: SparkSession, stats: dict, path: str) -> None:
+    """Two panels: nodes and kept edges per part; training-label distribution per part vs. global."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    parts = stats["per_part"]
+    k = len(parts)
+    classes = sorted({int(c) for d in parts for c in d["label_hist"]})
+    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(12, 4.5))
+    x = np.arange(k)
+    ax1.bar(x - 0.2, [d["nodes"] for d in parts], 0.4, label="nodes")
+    ax1.bar(x + 0.2, [d["edges"] for d in parts], 0.4, label="intra-part edges")
+    ax1.set_xticks(x)
+    ax1.set_xlabel("part")
+    ax1.set_title(f"{stats['strategy']}, K={k}: retention {stats['edge_retention']:.3f}, "
+                  f"balance {stats['node_balance']:.3f}")
+    ax1.legend()
+    if classes:
+        m = np.array([[d["label_hist"].get(str(c), 0) for c in classes] for d in parts], dtype=float)
+        totals = m.sum(0)
+        rows = np.vstack([totals / max(totals.sum(), 1), m / np.maximum(m.sum(1, keepdims=True), 1)])
+        bottom = np.zeros(len(rows))
+        cmap = plt.get_cmap("tab20")
+        for j, c in enumerate(classes):
+            ax2.bar(np.arange(len(rows)), rows[:, j], bottom=bottom, color=cmap(j % 20), label=str(c))
+            bottom += rows[:, j]
+        ax2.set_xticks(np.arange(len(rows)), ["all"] + [str(p) for p in range(k)])
+        ax2.set_xlabel("part")
+        ax2.set_ylabel("share of training labels")
+        ax2.set_title(f"training-label distribution (mean TV {stats['label_tv']:.3f})")
+        if len(classes) <= 20:
+            ax2.legend(title="class", fontsize=7, ncol=2, bbox_to_anchor=(1.01, 1), loc="upper left")
+    fig.tight_layout()
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=110)
+    plt.close(fig)
+    fs.write_bytes(spark, path, buf.getvalue())
