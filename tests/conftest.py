@@ -20,6 +20,17 @@ def spark():
     session.stop()
 
 
+@pytest.fixture(scope="session")
+def cora_lake(spark, tmp_path_factory):
+    """The bundled Cora graph ingested once into a Delta lake (read-only for tests)."""
+    from tma_spark.config import IngestConfig
+    from tma_spark.ingest import ingest
+
+    path = str(tmp_path_factory.mktemp("cora") / "lake")
+    ingest(spark, IngestConfig(lake=path, dataset="cora"))
+    return path
+
+
 @pytest.fixture
 def cli(spark, capsys):
     """Run ``tma-spark ARGS`` in-process on the shared session; return (exit code, stdout, stderr)."""

@@ -16,13 +16,6 @@ from tma_spark.partition.strategies import random_part
 pytestmark = pytest.mark.spark
 
 
-@pytest.fixture(scope="module")
-def cora_lake(spark, tmp_path_factory):
-    path = str(tmp_path_factory.mktemp("cora") / "lake")
-    ingest(spark, IngestConfig(lake=path, dataset="cora"))
-    return path
-
-
 def _read(spark, parts, table):
     return spark.read.format("delta").load(f"{parts}/{table}")
 

@@ -83,11 +83,18 @@ def build_parser() -> argparse.ArgumentParser:
                        description="Assign nodes to K parts, keep intra-part edges, write parts and statistics.")
     p.add_argument("--lake", required=True)
     p.add_argument("--out", required=True, help="output partitions folder (PARTS)")
-    p.add_argument("--strategy", default="random", help="random (RandomTMA) or metis (PSGD-PA baseline)")
+    p.add_argument("--strategy", default="random",
+                   help="random (RandomTMA), super (SuperTMA) or metis (PSGD-PA baseline)")
     p.add_argument("--parts", "-k", type=int, default=4, help="number of parts K (default 4)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--format", default="delta", choices=LAKE_FORMATS)
     p.add_argument("--overwrite", action="store_true", help="replace an existing PARTS folder (atomically)")
+    p.add_argument("--super-nodes", "-m", type=int, help="super: about M super-nodes (default: N/200, >= 32K)")
+    p.add_argument("--super-method", default="lpa", help="super: lpa (label propagation) or metis (pymetis clusters)")
+    p.add_argument("--lpa", default="auto", help="super: auto|graphframes|builtin label propagation")
+    p.add_argument("--lpa-iter", type=int, default=10, help="super: label propagation iterations (default 10)")
+    p.add_argument("--full-stats", default="auto", help="auto|on|off: also count duplicate edges, isolated nodes "
+                   "and per-part degree quantiles (shuffles every edge; auto = up to 2e7 edges)")
 
     p = sub.add_parser("info", parents=[common], help="summarize a lake")
     p.add_argument("--lake", required=True)
@@ -146,7 +153,9 @@ def run(argv: Optional[List[str]] = None) -> int:
         from .partition import PartitionConfig
 
         cfg = PartitionConfig(lake=args.lake, out=args.out, strategy=args.strategy, parts=args.parts,
-                              seed=args.seed, overwrite=args.overwrite, format=args.format).validate()
+                              seed=args.seed, overwrite=args.overwrite, format=args.format,
+                              full_stats=args.full_stats, super_nodes=args.super_nodes,
+                              super_method=args.super_method, lpa=args.lpa, lpa_iter=args.lpa_iter).validate()
     from .session import get_spark
 
     spark = get_spark(master=args.master)

@@ -22,21 +22,25 @@ import time
 from dataclasses import asdict, dataclass
 from typing import Optional
 
-from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import DataFrame, Observation, SparkSession
 from pyspark.sql import functions as F
 
 from .. import fs
 from ..errors import ConfigError, TmaSparkError
 from ..lake import LAKE_FORMATS, check_output_path, open_lake
-from . import strategies
+from . import strategies, supernodes
 from .stats import partition_stats, write_stats_png
 
 __all__ = ["PartitionConfig", "partition", "STRATEGIES"]
 
 log = logging.getLogger(__name__)
 
-STRATEGIES = ("random", "metis")
+STRATEGIES = ("random", "super", "metis")
 PARTS_META = "_tma_parts.json"
+FULL_STATS = ("auto", "on", "off")
+#: With full_stats="auto", graph-wide statistics that need a shuffle of all edges (duplicates, isolated
+#: nodes, per-part degree quantiles) are computed up to this many edges.
+FULL_STATS_AUTO_MAX_EDGES = 20_000_000
 
 
 @dataclass
@@ -51,6 +55,11 @@ class PartitionConfig:
     overwrite: bool = False
     format: str = "delta"
     metis_max_edges: int = strategies.METIS_MAX_EDGES
+    full_stats: str = "auto"
+    super_nodes: Optional[int] = None  # M; default supernodes.default_super_nodes(N, K)
+    super_method: str = "lpa"
+    lpa_iter: int = 10
+    lpa: str = "auto"
 
     def validate(self) -> "PartitionConfig":
         if self.strategy not in STRATEGIES:
@@ -61,23 +70,40 @@ class PartitionConfig:
             raise ConfigError(f"--format {self.format!r} is not one of {', '.join(LAKE_FORMATS)}.")
         if not self.out:
             raise ConfigError("--out is required: the folder to write the partitions to.")
+        if self.super_nodes is not None and self.super_nodes < 1:
+            raise ConfigError(f"--super-nodes {self.super_nodes} must be at least 1.")
+        if self.super_method not in supernodes.SUPER_METHODS:
+            raise ConfigError(f"--super-method {self.super_method!r} is not one of {', '.join(supernodes.SUPER_METHODS)}.")
+        if self.lpa not in supernodes.LPA_IMPLEMENTATIONS:
+            raise ConfigError(f"--lpa {self.lpa!r} is not one of {', '.join(supernodes.LPA_IMPLEMENTATIONS)}.")
+        if self.lpa_iter < 1:
+            raise ConfigError(f"--lpa-iter {self.lpa_iter} must be at least 1.")
+        if self.full_stats not in FULL_STATS:
+            raise ConfigError(f"--full-stats {self.full_stats!r} is not one of {', '.join(FULL_STATS)}.")
         return self
 
 
 def _assign(spark: SparkSession, cfg: PartitionConfig, nodes: DataFrame, edges: DataFrame, num_nodes: int):
-    """(nodes with part, all non-loop edges with src_part/dst_part, assignment)."""
+    """(nodes with part, edges with src_part/dst_part, assignment, extra statistics)."""
     if cfg.strategy == "random":
         part = lambda c: strategies.random_part(F.col(c), cfg.parts, cfg.seed)  # noqa: E731
         nodes_p = nodes.withColumn("part", part("id"))
         edges_p = edges.withColumn("src_part", part("src")).withColumn("dst_part", part("dst"))
-        return nodes_p, edges_p, nodes_p.select("id", "part")
-    assignment = strategies.metis_assignment(spark, edges, num_nodes, cfg.parts, cfg.seed, cfg.metis_max_edges)
-    assignment = assignment.cache()
+        return nodes_p, edges_p, nodes_p.select("id", "part"), {}
+    extra = {}
+    if cfg.strategy == "metis":
+        assignment = strategies.metis_assignment(spark, edges, num_nodes, cfg.parts, cfg.seed, cfg.metis_max_edges)
+    else:
+        m = cfg.super_nodes or supernodes.default_super_nodes(num_nodes, cfg.parts)
+        assignment, _, extra = supernodes.super_assignment(
+            spark, nodes, edges, num_nodes, cfg.parts, cfg.seed, m, cfg.super_method, cfg.lpa_iter, cfg.lpa,
+            cfg.metis_max_edges)
+    assignment = assignment.localCheckpoint()
     nodes_p = nodes.join(assignment, "id")
     a_src = assignment.select(F.col("id").alias("src"), F.col("part").alias("src_part"))
     a_dst = assignment.select(F.col("id").alias("dst"), F.col("part").alias("dst_part"))
     edges_p = edges.join(a_src, "src").join(a_dst, "dst")
-    return nodes_p, edges_p, assignment
+    return nodes_p, edges_p, assignment, extra
 
 
 def partition(spark: SparkSession, cfg: PartitionConfig) -> dict:
@@ -85,6 +111,11 @@ def partition(spark: SparkSession, cfg: PartitionConfig) -> dict:
     cfg.validate()
     started = time.time()
     lake = open_lake(spark, cfg.lake)
+    if cfg.super_nodes is not None and not cfg.parts <= cfg.super_nodes <= lake.meta.num_nodes:
+        raise ConfigError(
+            f"--super-nodes {cfg.super_nodes} must be between K ({cfg.parts}) and the number of nodes "
+            f"({lake.meta.num_nodes:,}). Fix: leave it unset for about 200 nodes per super-node."
+        )
     if cfg.parts > lake.meta.num_nodes:
         raise ConfigError(
             f"--parts {cfg.parts} is larger than the number of nodes ({lake.meta.num_nodes:,}) in {lake.path}. "
@@ -92,7 +123,11 @@ def partition(spark: SparkSession, cfg: PartitionConfig) -> dict:
         )
     out = check_output_path(spark, cfg.out, cfg.overwrite, what="Partitions folder")
     nodes, edges = lake.nodes(), lake.edges()
-    nodes_p, edges_p, assignment = _assign(spark, cfg, nodes, edges, lake.meta.num_nodes)
+    nodes_p, edges_p, assignment, extra = _assign(spark, cfg, nodes, edges, lake.meta.num_nodes)
+    # Graph-wide totals are observed while the edges stream through the write: no extra pass.
+    totals = Observation("edge_totals")
+    edges_p = edges_p.observe(totals, F.count(F.lit(1)).alias("edges"),
+                              F.sum((F.col("src") == F.col("dst")).cast("long")).alias("self_loops"))
     intra = edges_p.where((F.col("src_part") == F.col("dst_part")) & (F.col("src") != F.col("dst")))
     kept = intra.withColumn("part", F.col("src_part")).drop("src_part", "dst_part")
 
@@ -105,7 +140,9 @@ def partition(spark: SparkSession, cfg: PartitionConfig) -> dict:
                 writer = writer.partitionBy("part")
             writer.save(f"{staging}/{name}")
         log.info("computing partition statistics")
-        stats = partition_stats(spark, cfg, lake, f"{staging}/nodes", f"{staging}/edges", edges)
+        full = cfg.full_stats == "on" or (cfg.full_stats == "auto" and lake.meta.num_edges <= FULL_STATS_AUTO_MAX_EDGES)
+        stats = partition_stats(spark, cfg, lake, f"{staging}/nodes", f"{staging}/edges", edges, totals.get, full)
+        stats.update(extra)
         stats["seconds"] = round(time.time() - started, 2)
         fs.write_text(spark, f"{staging}/stats.json", json.dumps(stats, indent=2))
         fs.write_text(spark, f"{staging}/{PARTS_META}", json.dumps(
@@ -116,9 +153,6 @@ def partition(spark: SparkSession, cfg: PartitionConfig) -> dict:
     except BaseException:
         fs.delete(spark, staging)
         raise
-    finally:
-        if cfg.strategy != "random":
-            assignment.unpersist()
     log.info("partitioned %s into %d parts (%s) at %s: edge retention %.3f, label TV %.3f, balance %.3f, %.1f s",
              lake.path, cfg.parts, cfg.strategy, out, stats["edge_retention"], stats["label_tv"],
              stats["node_balance"], stats["seconds"])

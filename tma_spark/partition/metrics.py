@@ -48,16 +48,18 @@ def node_balance(sizes: Sequence[int]) -> float:
 def balanced_assignment(sizes: Mapping[int, int], parts: int, seed: int) -> Dict[int, int]:
     """Assign groups (super-nodes) to ``parts`` at random, balanced by node count.
 
-    Groups are visited in a seeded random order and each goes to the currently
-    lightest part (ties to the lowest index): greedy list scheduling, so the
-    largest part exceeds the mean by less than the largest group, while which
-    groups share a part stays random.
+    Largest group first (LPT list scheduling), each to the currently lightest
+    part (ties to the lowest index); groups of equal size are taken in a seeded
+    random order. Size says nothing about a group's content, so which groups
+    share a part is random, while the largest part stays within one small group
+    of the mean (super-node sizes are capped).
     """
     if parts < 1:
         raise ValueError("parts must be >= 1")
     keys: List[int] = list(sizes)
     rng = np.random.default_rng(seed)
     order = [keys[i] for i in rng.permutation(len(keys))]
+    order.sort(key=lambda k: -sizes[k])  # stable sort: the shuffle decides among equal sizes
     load = np.zeros(parts, dtype=np.int64)
     out: Dict[int, int] = {}
     for k in order:

@@ -1,0 +1,654 @@
+"""Speed of the RandomTMA partition job against METIS and a one-core pyarrow script, in edges per second.
+
+For each size M (edges; N = M / --avg-degree nodes, feature dim --feature-dim,
+K = --parts) a synthetic Delta lake is written under /tmp with
+``tma_spark.ingest.ingest`` (timed, for information), then, on that same lake
+and in the same run:
+
+* ``randomtma``        the real job, ``tma_spark.partition.partition`` with
+                       ``PartitionConfig(strategy="random", full_stats="off")``:
+                       part = pmod(xxhash64(id, seed), K), intra-part edges
+                       kept, assignment + nodes + edges written as Delta
+                       (partitioned by part), per-part statistics, stats.png.
+                       Its wall time is split into phases from the job's own
+                       log records (set-up, assignment, nodes, edges, stats).
+* ``randomtma+stats``  the same job with ``full_stats="on"`` (duplicates,
+                       isolated nodes and degree quantiles: a shuffle of every
+                       edge), only for M <= --full-stats-max-edges.
+* ``pyarrow-1core``    a plain single-process script (pyarrow limited to one
+                       thread): stream the lake's edges parquet files, part of
+                       src and dst with a vectorized splitmix64 hash modulo K in
+                       numpy, keep intra-part non-loop edges, write them as
+                       parquet partitioned by part (hive layout).
+* ``metis``            pymetis K-way METIS: read the edges into numpy with
+                       pyarrow, build the symmetric CSR without self-loops or
+                       duplicates (as ``strategies.metis_assignment`` does), run
+                       ``pymetis.part_graph(K, CSRAdjacency(xadj, adjncy))``.
+
+``pyarrow-1core`` and ``metis`` run in a child process (this script with a
+hidden ``--_worker`` flag) so that their peak memory is their own and an
+out-of-memory kill or a crash is recorded ("failed", with the exit code) instead
+of ending the benchmark; METIS has a timeout (--metis-timeout, recorded as
+"timeout"). The lake's edge files are taken from the Delta log (add actions of
+the JSON commits), so exactly the table's current files are read.
+
+``edges/s`` is lake edges M / wall seconds for every method. Memory: the
+Spark jobs report the peak RSS (VmHWM, reset before the job through
+/proc/PID/clear_refs) of the driver Python process and of the Spark JVM, and
+the peak, sampled every 50 ms, of the summed RSS of the JVM's Python workers
+(an upper bound: forked workers share pages); the child processes report
+their own VmHWM. ``other CPU s`` is the CPU time used during a measurement by
+processes outside this benchmark (a disturbed figure shows there). Each Spark
+job first runs once on a tiny lake so that JVM, Delta and Python worker
+start-up are not charged to the first size. Temporary folders under /tmp are
+deleted afterwards.
+
+Results: a markdown table on stdout, JSON (figures + machine info) at --out,
+and a markdown copy next to it (same name, ``.md``) with the command used.
+
+    .venv/bin/python benchmarks/bench_partition.py [--sizes 1e6,1e7,5e7] [--parts 4] [--repeats 1]
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import logging
+import os
+import platform
+import shlex
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+import psutil
+
+log = logging.getLogger("bench_partition")
+RESULTS = Path(__file__).resolve().parent / "results"
+MB = 1 << 20
+TARGET_EDGES_PER_S = 2_000_000
+PHASES = ("setup", "assignment", "nodes", "edges", "stats")
+
+
+# ---------------------------------------------------------------- memory and CPU
+
+def _reset_peak(pid: int) -> None:
+    """Reset the kernel's peak-RSS counter (VmHWM) of ``pid`` (Linux; ignored elsewhere)."""
+    try:
+        with open(f"/proc/{pid}/clear_refs", "w") as f:
+            f.write("5")
+    except OSError:
+        pass
+
+
+def _peak_rss(pid: int | str = "self") -> int | None:
+    """VmHWM of ``pid`` in bytes, or None when /proc is not available."""
+    try:
+        with open(f"/proc/{pid}/status") as f:
+            for line in f:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return None
+
+
+def _find_jvm() -> psutil.Process | None:
+    """The Spark JVM: the java process among this Python process's descendants."""
+    for p in psutil.Process().children(recursive=True):
+        try:
+            if p.name() == "java" or "java" in Path(p.exe()).name:
+                return p
+        except psutil.Error:
+            continue
+    return None
+
+
+def _foreign_cpu() -> dict:
+    """CPU seconds so far of every process outside this benchmark's process tree, by (pid, start time)."""
+    me = psutil.Process()
+    ours = {me.pid} | {p.pid for p in me.children(recursive=True)}
+    out = {}
+    for p in psutil.process_iter(["pid", "create_time", "cpu_times"]):
+        if p.info["pid"] in ours or p.info["cpu_times"] is None:
+            continue
+        t = p.info["cpu_times"]
+        out[(p.info["pid"], p.info["create_time"])] = t.user + t.system
+    return out
+
+
+class Watch:
+    """While the ``with`` block runs: peak RSS of the driver and the JVM (VmHWM), peak summed RSS of the
+    processes under ``sampled`` (sampled every 50 ms), and CPU seconds used by processes outside this
+    benchmark."""
+
+    def __init__(self, jvm: psutil.Process | None = None):
+        self.jvm = jvm
+        self.sampled: psutil.Process | None = jvm  # whose descendants are summed (the JVM's Python workers)
+        self.sampled_self = False  # include ``sampled`` itself (a worker child process)
+        self.sampled_peak = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._sample, daemon=True)
+
+    def _sample(self) -> None:
+        while not self._stop.wait(0.05):
+            p = self.sampled
+            if p is None:
+                continue
+            try:
+                procs = ([p] if self.sampled_self else []) + p.children(recursive=True)
+            except psutil.Error:
+                continue
+            total = 0
+            for q in procs:
+                try:
+                    total += q.memory_info().rss
+                except psutil.Error:
+                    pass
+            self.sampled_peak = max(self.sampled_peak, total)
+
+    def __enter__(self) -> "Watch":
+        self.loadavg = os.getloadavg()[0]
+        self._cpu0 = _foreign_cpu()
+        _reset_peak(os.getpid())
+        if self.jvm is not None:
+            _reset_peak(self.jvm.pid)
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._stop.set()
+        self._thread.join()
+        self.driver_peak = _peak_rss(os.getpid())
+        self.jvm_peak = _peak_rss(self.jvm.pid) if self.jvm is not None else None
+        cpu1 = _foreign_cpu()
+        self.other_cpu_s = sum(max(cpu1[k] - v, 0.0) for k, v in self._cpu0.items() if k in cpu1)
+
+
+# ---------------------------------------------------------------- helpers
+
+def _dir_size(path: Path) -> int:
+    return sum(f.stat().st_size for f in path.rglob("*") if f.is_file())
+
+
+def delta_files(table: Path) -> list[str]:
+    """The current data files of a Delta table, replayed from its JSON commits (no checkpoint expected)."""
+    log_dir = table / "_delta_log"
+    if not log_dir.is_dir():  # a parquet lake: every parquet file under the folder
+        return sorted(str(p) for p in table.rglob("*.parquet") if not p.name.startswith(("_", ".")))
+    if any(log_dir.glob("*.checkpoint*.parquet")):
+        raise RuntimeError(f"{log_dir} has a checkpoint: this reader only replays JSON commits")
+    files: dict[str, None] = {}
+    for commit in sorted(log_dir.glob("[0-9]*.json")):
+        for line in commit.read_text().splitlines():
+            action = json.loads(line) if line.strip() else {}
+            if "add" in action:
+                files[action["add"]["path"]] = None
+            elif "remove" in action:
+                files.pop(action["remove"]["path"], None)
+    from urllib.parse import unquote
+
+    return [str(table / unquote(p)) for p in files]
+
+
+def splitmix64(x, seed: int):
+    """Vectorized splitmix64 of int64 ``x`` xor seed (uint64 numpy array)."""
+    import numpy as np
+
+    with np.errstate(over="ignore"):
+        z = x.astype(np.uint64) ^ np.uint64((seed * 0x9E3779B97F4A7C15) & 0xFFFFFFFFFFFFFFFF)
+        z += np.uint64(0x9E3779B97F4A7C15)
+        z = (z ^ (z >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
+        z = (z ^ (z >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
+        return z ^ (z >> np.uint64(31))
+
+
+# ---------------------------------------------------------------- child processes (--_worker)
+
+def worker_metis(spec: dict) -> dict:
+    """Read edges with pyarrow, build the symmetric CSR, run pymetis; figures as a dict."""
+    import numpy as np
+    import pyarrow.dataset as pds
+    import pymetis
+
+    n, k = spec["nodes"], spec["parts"]
+    t0 = time.perf_counter()
+    table = pds.dataset(spec["files"], format="parquet").to_table(columns=["src", "dst"])
+    src = table.column("src").to_numpy()
+    dst = table.column("dst").to_numpy()
+    del table
+    t1 = time.perf_counter()
+    log.info("metis: read %d edges in %.1f s", len(src), t1 - t0)
+    keep = src != dst
+    a = np.concatenate([src[keep], dst[keep]])
+    b = np.concatenate([dst[keep], src[keep]])
+    read_edges = len(src)
+    del src, dst, keep
+    a *= n
+    a += b
+    del b
+    keys = np.unique(a)  # symmetric, without duplicates (sorted by row, then column)
+    del a
+    rows = keys // n
+    adjncy = keys % n
+    del keys
+    xadj = np.zeros(n + 1, dtype=np.int64)
+    np.cumsum(np.bincount(rows, minlength=n), out=xadj[1:])
+    del rows
+    t2 = time.perf_counter()
+    log.info("metis: CSR of %d nodes, %d adjacency entries in %.1f s", n, len(adjncy), t2 - t1)
+    result = pymetis.part_graph(k, pymetis.CSRAdjacency(xadj, adjncy), options=pymetis.Options(seed=int(spec["seed"])))
+    t3 = time.perf_counter()
+    membership = np.asarray(result.vertex_part)
+    sizes = np.bincount(membership, minlength=k)
+    log.info("metis: %d parts in %.1f s, edge cut %d", k, t3 - t2, result.edge_cuts)
+    undirected = len(adjncy) // 2
+    return {"read_s": t1 - t0, "build_s": t2 - t1, "metis_s": t3 - t2, "edges_read": read_edges,
+            "adjacency_entries": int(len(adjncy)), "edge_cut": int(result.edge_cuts),
+            "retention_unique_undirected": round(1 - result.edge_cuts / undirected, 6) if undirected else 0.0,
+            "node_balance_max_over_mean": round(float(sizes.max() / sizes.mean()), 6)}
+
+
+def worker_reference(spec: dict) -> dict:
+    """One-thread pyarrow + numpy: stream edges, hash-partition, keep intra-part edges, write parquet by part."""
+    import numpy as np
+    import pyarrow as pa
+    import pyarrow.dataset as pds
+
+    pa.set_cpu_count(1)
+    pa.set_io_thread_count(1)
+    k, seed = spec["parts"], spec["seed"]
+    schema = pa.schema([("src", pa.int64()), ("dst", pa.int64()), ("part", pa.int32())])
+    counts = {"read": 0, "kept": 0, "compute_s": 0.0}
+
+    def batches():
+        source = pds.dataset(spec["files"], format="parquet")
+        for batch in source.to_batches(columns=["src", "dst"], batch_size=1 << 20, use_threads=False):
+            c0 = time.perf_counter()
+            src = batch.column(0).to_numpy()
+            dst = batch.column(1).to_numpy()
+            ps = (splitmix64(src, seed) % np.uint64(k)).astype(np.int32)
+            pd = (splitmix64(dst, seed) % np.uint64(k)).astype(np.int32)
+            keep = (ps == pd) & (src != dst)
+            out = pa.RecordBatch.from_arrays([pa.array(src[keep]), pa.array(dst[keep]), pa.array(ps[keep])],
+                                             schema=schema)
+            counts["read"] += len(src)
+            counts["kept"] += int(keep.sum())
+            counts["compute_s"] += time.perf_counter() - c0
+            yield out
+
+    t0 = time.perf_counter()
+    pds.write_dataset(batches(), spec["out"], schema=schema, format="parquet",
+                      partitioning=pds.partitioning(pa.schema([("part", pa.int32())]), flavor="hive"),
+                      use_threads=False, existing_data_behavior="overwrite_or_ignore")
+    seconds = time.perf_counter() - t0
+    log.info("pyarrow-1core: %d edges read, %d kept in %.1f s", counts["read"], counts["kept"], seconds)
+    return {"inner_s": seconds, "compute_s": counts["compute_s"], "edges_read": counts["read"],
+            "edges_kept": counts["kept"], "output_bytes": _dir_size(Path(spec["out"]))}
+
+
+def run_worker_main(kind: str, spec_json: str) -> None:
+    """Entry point of a child process: run one worker, write its figures (and VmHWM) as JSON."""
+    spec = json.loads(spec_json)
+    result = (worker_metis if kind == "metis" else worker_reference)(spec)
+    result["peak_rss"] = _peak_rss()
+    Path(spec["result"]).write_text(json.dumps(result))
+
+
+def run_child(kind: str, spec: dict, workdir: Path, timeout: float | None) -> dict:
+    """Run ``--_worker kind`` in a child process with a timeout; status ok / timeout / failed."""
+    spec = dict(spec, result=str(workdir / f"{kind}_result.json"))
+    Path(spec["result"]).unlink(missing_ok=True)
+    cmd = [sys.executable, os.path.abspath(__file__), "--_worker", kind, "--_spec", json.dumps(spec)]
+    with Watch() as watch:
+        t0 = time.perf_counter()
+        proc = subprocess.Popen(cmd)
+        watch.sampled, watch.sampled_self = psutil.Process(proc.pid), True
+        try:
+            rc = proc.wait(timeout=timeout)
+            status = "ok" if rc == 0 else "failed"
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+            rc, status = None, "timeout"
+        wall = time.perf_counter() - t0
+    row = {"status": status, "returncode": rc, "wall_s": wall, "sampled_peak_rss": watch.sampled_peak or None,
+           "other_cpu_s": watch.other_cpu_s, "loadavg_1m_before": watch.loadavg}
+    if status == "ok":
+        row.update(json.loads(Path(spec["result"]).read_text()))
+    elif status == "failed":
+        row["note"] = (f"exit code {rc}" + (" (killed by signal %d%s)" % (-rc, ", likely out of memory" if rc == -9 else "")
+                                            if rc is not None and rc < 0 else ""))
+    else:
+        row["note"] = f"killed after the {timeout:.0f} s timeout"
+    return row
+
+
+# ---------------------------------------------------------------- Spark jobs
+
+class PhaseLog(logging.Handler):
+    """Times of the partition job's own log records: 'writing OUT/name', 'computing partition statistics'."""
+
+    def __init__(self):
+        super().__init__(logging.INFO)
+        self.marks: list[tuple[str, float]] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        msg = record.msg
+        if msg.startswith("writing ") and record.args:
+            self.marks.append((str(record.args[-1]), time.perf_counter()))
+        elif msg.startswith("computing partition statistics"):
+            self.marks.append(("stats", time.perf_counter()))
+        elif msg.startswith("partitioned "):
+            self.marks.append(("done", time.perf_counter()))
+
+
+def _phases(t0: float, t_end: float, marks: list[tuple[str, float]]) -> dict:
+    """Seconds per phase: setup (open lake, plan) | assignment | nodes | edges | stats (+ json, png, rename)."""
+    at = dict(marks)
+    order = [("setup", t0), ("assignment", at.get("assignment")), ("nodes", at.get("nodes")),
+             ("edges", at.get("edges")), ("stats", at.get("stats")), ("end", at.get("done", t_end))]
+    if any(t is None for _, t in order):
+        return {}
+    return {order[i][0]: order[i + 1][1] - order[i][1] for i in range(len(order) - 1)}
+
+
+def run_partition(spark, lake: Path, out: Path, parts: int, seed: int, full_stats: str, jvm) -> dict:
+    from tma_spark.partition import PartitionConfig, partition
+
+    shutil.rmtree(out, ignore_errors=True)
+    job_log = logging.getLogger("tma_spark.partition.job")
+    handler = PhaseLog()
+    job_log.addHandler(handler)
+    try:
+        with Watch(jvm) as mem:
+            t0 = time.perf_counter()
+            stats = partition(spark, PartitionConfig(lake=str(lake), out=str(out), strategy="random", parts=parts,
+                                                     seed=seed, full_stats=full_stats, overwrite=True))
+            t1 = time.perf_counter()
+    finally:
+        job_log.removeHandler(handler)
+    size = _dir_size(out) if out.exists() else None
+    shutil.rmtree(out, ignore_errors=True)
+    return {"seconds": t1 - t0, "phases": _phases(t0, t1, handler.marks), "output_bytes": size,
+            "edges_kept": stats["edges_kept"], "edge_retention": stats["edge_retention"],
+            "node_balance": stats["node_balance"], "self_loops_dropped": stats["self_loops_dropped"],
+            "duplicate_edges": stats.get("duplicate_edges"), "driver_peak_rss": mem.driver_peak,
+            "jvm_peak_rss": mem.jvm_peak, "workers_peak_rss": mem.sampled_peak or None,
+            "other_cpu_s": mem.other_cpu_s, "loadavg_1m_before": mem.loadavg}
+
+
+def make_lake(spark, path: Path, edges: int, nodes: int, feature_dim: int, seed: int) -> float:
+    from tma_spark.config import IngestConfig
+    from tma_spark.ingest import ingest
+    from tma_spark.synthetic import SyntheticConfig
+
+    t0 = time.perf_counter()
+    ingest(spark, IngestConfig(lake=str(path), synthetic=SyntheticConfig(nodes=nodes, edges=edges,
+                                                                          feature_dim=feature_dim, seed=seed),
+                               overwrite=True))
+    return time.perf_counter() - t0
+
+
+# ---------------------------------------------------------------- report
+
+def _mb(x) -> str:
+    return "-" if x is None else f"{x / MB:,.0f}"
+
+
+def _breakdown(r: dict) -> str:
+    if r["status"] != "ok":
+        return r.get("note", "")
+    if r["method"].startswith("randomtma"):
+        ph = r.get("phases") or {}
+        return " + ".join(f"{k} {ph[k]:.1f}" for k in PHASES if k in ph)
+    if r["method"] == "metis":
+        return f"read {r['read_s']:.1f} + CSR {r['build_s']:.1f} + METIS {r['metis_s']:.1f}"
+    return f"hash+filter {r['compute_s']:.1f}, read+write {r['inner_s'] - r['compute_s']:.1f}"
+
+
+def markdown_table(rows: list[dict]) -> str:
+    lines = ["| edges | nodes | method | status | seconds | edges/s | breakdown (s) | retention "
+             "| driver / process peak RSS MB | JVM peak RSS MB | workers peak RSS MB | other CPU s |",
+             "|---:|---:|---|---|---:|---:|---|---:|---:|---:|---:|---:|"]
+    for r in rows:
+        ok = r["status"] == "ok"
+        sec = f"{r['seconds']:.1f}" if ok else (f">{r['seconds']:.0f}" if r["status"] == "timeout" else "-")
+        eps = f"{r['edges_per_s']:,.0f}" if ok else "-"
+        ret = r.get("edge_retention", r.get("retention_unique_undirected"))
+        lines.append(
+            f"| {r['edges']:,} | {r['nodes']:,} | {r['method']} | {r['status']} | {sec} | {eps} | {_breakdown(r)} "
+            f"| {'-' if ret is None else f'{ret:.3f}'} | {_mb(r.get('driver_peak_rss', r.get('peak_rss')))} "
+            f"| {_mb(r.get('jvm_peak_rss'))} | {_mb(r.get('workers_peak_rss'))} | {r.get('other_cpu_s', 0):.1f} |")
+    return "\n".join(lines)
+
+
+def _x(v) -> str:
+    return "-" if v is None else f"{v:.2f}x"
+
+
+def summarize(rows: list[dict], sizes: list[int]) -> tuple[dict, str]:
+    """Target check at 5e7 and the METIS / RandomTMA time ratio per size."""
+    by = {(r["edges"], r["method"]): r for r in rows}
+    gap, lines = [], ["| edges | RandomTMA s | METIS total s (read + CSR + METIS) | METIS / RandomTMA "
+                      "| pyarrow-1core s | RandomTMA edges/s / pyarrow-1core edges/s |",
+                      "|---:|---:|---:|---:|---:|---:|"]
+    for m in sizes:
+        rt, me, ref = by.get((m, "randomtma")), by.get((m, "metis")), by.get((m, "pyarrow-1core"))
+        rt_s = rt["seconds"] if rt and rt["status"] == "ok" else None
+        me_s = me["seconds"] if me and me["status"] == "ok" else None
+        ref_s = ref["seconds"] if ref and ref["status"] == "ok" else None
+        ratio = me_s / rt_s if me_s and rt_s else None
+        g = {"edges": m, "randomtma_s": rt_s, "metis_s": me_s, "metis_status": me["status"] if me else "not run",
+             "metis_over_randomtma": ratio, "reference_s": ref_s,
+             "randomtma_speed_over_reference": ref_s / rt_s if ref_s and rt_s else None}
+        gap.append(g)
+        me_txt = f"{me_s:.1f}" if me_s else (f"{g['metis_status']} (>{me['seconds']:.0f})"
+                                             if me and me["status"] == "timeout" else g["metis_status"])
+        lines.append(f"| {m:,} | {'-' if rt_s is None else f'{rt_s:.1f}'} | {me_txt} "
+                     f"| {_x(ratio)} | {'-' if ref_s is None else f'{ref_s:.1f}'} "
+                     f"| {_x(g['randomtma_speed_over_reference'])} |")
+    big = by.get((50_000_000, "randomtma"))
+    if big is None or big["status"] != "ok":
+        target = {"edges": 50_000_000, "met": None, "edges_per_s": None,
+                  "text": "Target of 2,000,000 edges/s at 5e7 edges: not measured in this run (5e7 not in --sizes)."}
+    else:
+        eps = big["edges_per_s"]
+        met = eps >= TARGET_EDGES_PER_S
+        target = {"edges": 50_000_000, "met": met, "edges_per_s": eps,
+                  "text": (f"Target of {TARGET_EDGES_PER_S:,} edges/s at 5e7 edges: RandomTMA partitioned "
+                           f"{eps:,.0f} edges/s ({big['seconds']:.1f} s), {eps / TARGET_EDGES_PER_S:.0%} of the "
+                           f"target: {'MET' if met else 'NOT met'}.")}
+    ratios = [(g["edges"], g["metis_over_randomtma"]) for g in gap if g["metis_over_randomtma"]]
+    if len(ratios) >= 2:
+        trend = ("widens" if ratios[-1][1] > ratios[0][1] else "narrows") + " with size"
+        gap_text = ("METIS total time / RandomTMA time: " + ", ".join(f"{r:.2f}x at {m:,.0f} edges" for m, r in ratios)
+                    + f" - the gap {trend}.")
+    elif ratios:
+        gap_text = f"METIS total time / RandomTMA time: {ratios[0][1]:.2f}x at {ratios[0][0]:,} edges."
+    else:
+        gap_text = "METIS total time / RandomTMA time: no size where both finished."
+    unfinished = [f"{g['edges']:,} ({g['metis_status']})" for g in gap if g["metis_status"] not in ("ok",)]
+    if unfinished:
+        gap_text += " METIS did not finish at: " + ", ".join(unfinished) + "."
+    return {"target": target, "gap": gap, "gap_text": gap_text}, "\n".join(lines)
+
+
+def machine_info(spark) -> dict:
+    import numpy
+    import pyarrow
+    import pymetis
+    import pyspark
+
+    vm = psutil.virtual_memory()
+    return {
+        "nproc": os.cpu_count(),
+        "total_ram_bytes": vm.total,
+        "platform": platform.platform(),
+        "cpu": next((line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo") if line.startswith("model name")),
+                    platform.processor()) if os.path.exists("/proc/cpuinfo") else platform.processor(),
+        "python": platform.python_version(),
+        "pyspark": pyspark.__version__,
+        "pyarrow": pyarrow.__version__,
+        "numpy": numpy.__version__,
+        "pymetis": getattr(pymetis, "version", "?"),
+        "java": spark.sparkContext._jvm.java.lang.System.getProperty("java.version"),
+        "spark_master": spark.sparkContext.master,
+        "default_parallelism": spark.sparkContext.defaultParallelism,
+        "driver_memory": spark.sparkContext.getConf().get("spark.driver.memory", "?"),
+        "shuffle_partitions": spark.conf.get("spark.sql.shuffle.partitions"),
+        "date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+    }
+
+
+# ---------------------------------------------------------------- main
+
+def main(argv=None) -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--sizes", default="1e6,1e7,5e7", help="comma-separated edge counts (default: 1e6,1e7,5e7)")
+    ap.add_argument("--avg-degree", type=float, default=10.0, help="edges per node: nodes = edges / this (default: 10)")
+    ap.add_argument("--feature-dim", type=int, default=8, help="node feature dimension (default: 8)")
+    ap.add_argument("--parts", type=int, default=4, help="K (default: 4)")
+    ap.add_argument("--seed", type=int, default=0, help="graph and partition seed (default: 0)")
+    ap.add_argument("--full-stats-max-edges", type=float, default=1e7,
+                    help="also run the job with full_stats='on' up to this many edges (default: 1e7)")
+    ap.add_argument("--metis-max-edges", type=float, default=None,
+                    help="run METIS up to this many edges (default: every size)")
+    ap.add_argument("--metis-timeout", type=float, default=900, help="seconds before METIS is killed (default: 900)")
+    ap.add_argument("--reference-timeout", type=float, default=1800,
+                    help="seconds before the pyarrow reference is killed (default: 1800)")
+    ap.add_argument("--repeats", type=int, default=1,
+                    help="runs of each RandomTMA job; the table shows the median (default: 1)")
+    ap.add_argument("--out", default=str(RESULTS / "partition_speed.json"), help="JSON results file; a .md copy goes beside it")
+    ap.add_argument("--master", default="local[*]", help="Spark master (default: local[*])")
+    ap.add_argument("--_worker", choices=("metis", "reference"), help=argparse.SUPPRESS)
+    ap.add_argument("--_spec", help=argparse.SUPPRESS)
+    args = ap.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    if args._worker:
+        run_worker_main(args._worker, args._spec)
+        return
+    sizes = [int(float(s)) for s in args.sizes.split(",")]
+    command = f"cd {shlex.quote(os.getcwd())} && {shlex.join([sys.executable, *sys.argv])}"
+
+    from tma_spark.session import get_spark
+
+    log.info("starting Spark (%s)", args.master)
+    spark = get_spark(master=args.master, app_name="bench_partition")
+    jvm = _find_jvm()
+    if jvm is None:
+        log.warning("Spark JVM not found among this process's children: no JVM memory figures")
+    workdir = Path(tempfile.mkdtemp(prefix="bench_partition_", dir="/tmp"))
+    rows, lakes = [], []
+    k, seed = args.parts, args.seed
+    try:
+        log.info("warm-up: ingest and partition (full_stats off and on) of a tiny lake")
+        make_lake(spark, workdir / "lake_warmup", 10_000, 1_000, args.feature_dim, seed)
+        for fs_mode in ("off", "on"):
+            run_partition(spark, workdir / "lake_warmup", workdir / "parts", k, seed, fs_mode, jvm)
+        shutil.rmtree(workdir / "lake_warmup", ignore_errors=True)
+
+        for m in sizes:
+            n = max(int(m / args.avg_degree), 20)
+            lake = workdir / f"lake_{m}"
+            log.info("=== %d edges, %d nodes: writing the lake", m, n)
+            ingest_s = make_lake(spark, lake, m, n, args.feature_dim, seed)
+            files = delta_files(lake / "edges")
+            lakes.append({"edges": m, "nodes": n, "ingest_s": ingest_s, "edge_files": len(files),
+                          "edges_bytes": _dir_size(lake / "edges"), "nodes_bytes": _dir_size(lake / "nodes")})
+            log.info("lake written in %.1f s: edges %.1f MB in %d files, nodes %.1f MB", ingest_s,
+                     lakes[-1]["edges_bytes"] / MB, len(files), lakes[-1]["nodes_bytes"] / MB)
+
+            modes = [("randomtma", "off")] + ([("randomtma+stats", "on")] if m <= args.full_stats_max_edges else [])
+            for method, fs_mode in modes:
+                runs = []
+                for i in range(args.repeats):
+                    log.info("%s: %d edges, run %d/%d", method, m, i + 1, args.repeats)
+                    runs.append(run_partition(spark, lake, workdir / "parts", k, seed, fs_mode, jvm))
+                    log.info("%s: %.1f s, %.0f edges/s, phases %s", method, runs[-1]["seconds"],
+                             m / runs[-1]["seconds"],
+                             {p: round(s, 1) for p, s in runs[-1]["phases"].items()})
+                med = sorted(runs, key=lambda r: r["seconds"])[len(runs) // 2]
+                peak = lambda key: max((r[key] for r in runs if r[key] is not None), default=None)  # noqa: E731
+                rows.append({**med, "edges": m, "nodes": n, "method": method, "status": "ok", "full_stats": fs_mode,
+                             "seconds": statistics.median(r["seconds"] for r in runs),
+                             "edges_per_s": m / statistics.median(r["seconds"] for r in runs),
+                             "driver_peak_rss": peak("driver_peak_rss"), "jvm_peak_rss": peak("jvm_peak_rss"),
+                             "workers_peak_rss": peak("workers_peak_rss"), "runs": runs})
+
+            spec = {"files": files, "nodes": n, "parts": k, "seed": seed}
+            log.info("pyarrow-1core: %d edges", m)
+            ref = run_child("reference", dict(spec, out=str(workdir / "ref_out")), workdir, args.reference_timeout)
+            shutil.rmtree(workdir / "ref_out", ignore_errors=True)
+            rows.append({"edges": m, "nodes": n, "method": "pyarrow-1core", **ref, "seconds": ref["wall_s"],
+                         "edges_per_s": m / ref["wall_s"] if ref["status"] == "ok" else None})
+
+            if args.metis_max_edges is None or m <= args.metis_max_edges:
+                log.info("metis: %d edges, %d nodes, K=%d (timeout %.0f s)", m, n, k, args.metis_timeout)
+                met = run_child("metis", spec, workdir, args.metis_timeout)
+                total = met["read_s"] + met["build_s"] + met["metis_s"] if met["status"] == "ok" else met["wall_s"]
+                rows.append({"edges": m, "nodes": n, "method": "metis", **met, "seconds": total,
+                             "edges_per_s": m / total if met["status"] == "ok" else None})
+                log.info("metis: %s, %.1f s", met["status"], total)
+            shutil.rmtree(lake, ignore_errors=True)
+        info = machine_info(spark)
+    finally:
+        shutil.rmtree(workdir, ignore_errors=True)
+        spark.stop()
+
+    table = markdown_table(rows)
+    summary, gap_table = summarize(rows, sizes)
+    print(table)
+    print()
+    print(gap_table)
+    print()
+    print(summary["target"]["text"])
+    print(summary["gap_text"])
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps({"command": command, "machine": info, "args": vars(args), "lakes": lakes,
+                               "results": rows, "summary": summary}, indent=2))
+    ram = info["total_ram_bytes"] / (1 << 30)
+    lake_lines = "\n".join(f"| {x['edges']:,} | {x['nodes']:,} | {x['ingest_s']:.1f} | {x['edges_bytes'] / MB:,.1f} "
+                           f"({x['edge_files']} files) | {x['nodes_bytes'] / MB:,.1f} |" for x in lakes)
+    out.with_suffix(".md").write_text(
+        f"# Partition speed: RandomTMA vs METIS vs a one-core pyarrow script\n\n"
+        f"Command:\n\n```\n{command}\n```\n\n"
+        f"Machine: {info['nproc']} CPUs ({info['cpu']}), {ram:.1f} GiB RAM, {info['platform']}; "
+        f"Python {info['python']}, PySpark {info['pyspark']}, Java {info['java']}, pyarrow {info['pyarrow']}, "
+        f"numpy {info['numpy']}, pymetis {info['pymetis']}; master {info['spark_master']} "
+        f"(default parallelism {info['default_parallelism']}, driver memory {info['driver_memory']}, "
+        f"shuffle partitions {info['shuffle_partitions']}); {info['date']}.\n\n"
+        f"Synthetic lakes (Delta; nodes = edges / {args.avg_degree:g}, feature dim {args.feature_dim}), "
+        f"K = {k}, seed {seed}, {args.repeats} run(s) per RandomTMA job (median seconds, max peak RSS).\n\n"
+        f"**{summary['target']['text']}**\n\n**{summary['gap_text']}**\n\n"
+        f"## Results\n\n{table}\n\n"
+        f"* `randomtma`: `partition(spark, PartitionConfig(lake, out, strategy='random', parts={k}, "
+        f"full_stats='off'))`; breakdown from the job's log records: setup (open lake, plan) + assignment "
+        f"(write id, part) + nodes (write nodes with part) + edges (read, hash, filter, write intra-part edges) "
+        f"+ stats (per-part counts from the written tables, stats.json, stats.png, rename).\n"
+        f"* `randomtma+stats`: the same with `full_stats='on'` (a shuffle of every edge for duplicates, "
+        f"isolated nodes and degree quantiles).\n"
+        f"* `pyarrow-1core`: one process, pyarrow limited to one thread: stream the edge parquet files, "
+        f"splitmix64(id) mod K in numpy, keep intra-part non-loop edges, write parquet partitioned by part.\n"
+        f"* `metis`: child process: read edges with pyarrow, symmetric deduplicated CSR in numpy, "
+        f"`pymetis.part_graph(K, CSRAdjacency(xadj, adjncy))`; seconds = read + CSR + METIS (the child's start-up "
+        f"excluded); timeout {args.metis_timeout:.0f} s.\n"
+        f"* edges/s = lake edges / seconds. Retention: intra-part share of non-loop edges (RandomTMA, from the "
+        f"job's stats), of unique undirected edges (METIS, 1 - edge cut / edges). Peak RSS: VmHWM of the driver "
+        f"Python process (Spark rows) or of the child process (pyarrow-1core, metis); JVM: VmHWM of the Spark "
+        f"JVM; workers: peak summed RSS of the JVM's Python workers, sampled every 50 ms. Other CPU s: CPU "
+        f"seconds used by processes outside the benchmark during the measurement (0 = undisturbed).\n\n"
+        f"## METIS gap and reference speed\n\n{gap_table}\n\n"
+        f"## Lakes\n\n| edges | nodes | ingest s | edges MB | nodes MB |\n|---:|---:|---:|---:|---:|\n{lake_lines}\n")
+    log.info("wrote %s and %s", out, out.with_suffix(".md"))
+
+
+if __name__ == "__main__":
+    main()
