@@ -31,7 +31,8 @@ RESULTS = Path(__file__).parent / "results"
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--datasets", default="amazon_computers,ogbn_arxiv")
-    ap.add_argument("--strategies", default="random,super,metis")
+    ap.add_argument("--strategies", default="random,super,super:metis,metis",
+                    help="comma-separated; super:metis = SuperTMA over pymetis clusters")
     ap.add_argument("--parts", type=int, default=4)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--data-dir", default=None)
@@ -45,11 +46,13 @@ def main() -> None:
         for name in args.datasets.split(","):
             lake = str(work / name)
             ingest(spark, IngestConfig(lake=lake, dataset=name, data_dir=args.data_dir))
-            for strategy in args.strategies.split(","):
-                stats = partition(spark, PartitionConfig(lake=lake, out=str(work / f"{name}_{strategy}"),
-                                                         strategy=strategy, parts=args.parts, seed=args.seed))
+            for spec in args.strategies.split(","):
+                strategy, _, method = spec.partition(":")
+                stats = partition(spark, PartitionConfig(lake=lake, out=str(work / f"{name}_{strategy}_{method}"),
+                                                         strategy=strategy, parts=args.parts, seed=args.seed,
+                                                         super_method=method or "lpa"))
                 stats.pop("per_part")
-                rows.append({"dataset": name, **stats})
+                rows.append({"dataset": name, **stats, "strategy": spec if method else strategy})
     finally:
         shutil.rmtree(work, ignore_errors=True)
     command = "python " + " ".join([sys.argv[0].split("/work/main/")[-1], *sys.argv[1:]])
