@@ -22,7 +22,10 @@ and in the same run:
                        parquet partitioned by part (hive layout).
 * ``metis``            pymetis K-way METIS: read the edges into numpy with
                        pyarrow, build the symmetric CSR without self-loops or
-                       duplicates (as ``strategies.metis_assignment`` does), run
+                       duplicates (the same keys as ``strategies.metis_assignment``,
+                       deduplicated by an in-place sort instead of ``np.unique``,
+                       which numpy >= 2.3 does with a hash table about 20x slower
+                       on int64; ``--metis-csr-dedup np.unique`` to compare), run
                        ``pymetis.part_graph(K, CSRAdjacency(xadj, adjncy))``.
 
 ``pyarrow-1core`` and ``metis`` run in a child process (this script with a
@@ -233,8 +236,16 @@ def worker_metis(spec: dict) -> dict:
     a *= n
     a += b
     del b
-    keys = np.unique(a)  # symmetric, without duplicates (sorted by row, then column)
-    del a
+    if spec.get("csr_dedup", "sort") == "np.unique":
+        keys = np.unique(a)  # what strategies.metis_assignment does; hash-based and slow in numpy >= 2.3
+    else:
+        a.sort()  # in place; then keep the first of each run of equal keys
+        first = np.empty(len(a), dtype=bool)
+        first[:1] = True
+        np.not_equal(a[1:], a[:-1], out=first[1:])
+        keys = a[first]
+        del first
+    del a  # keys: symmetric, without duplicates, sorted by row then column
     rows = keys // n
     adjncy = keys % n
     del keys
@@ -256,41 +267,53 @@ def worker_metis(spec: dict) -> dict:
 
 
 def worker_reference(spec: dict) -> dict:
-    """One-thread pyarrow + numpy: stream edges, hash-partition, keep intra-part edges, write parquet by part."""
+    """One thread, pyarrow + numpy: stream edges, hash-partition, keep intra-part edges, write parquet by part."""
     import numpy as np
     import pyarrow as pa
-    import pyarrow.dataset as pds
+    import pyarrow.parquet as pq
 
-    pa.set_cpu_count(1)
-    pa.set_io_thread_count(1)
+    pa.set_cpu_count(1)  # and use_threads=False below: everything on this one thread
     k, seed = spec["parts"], spec["seed"]
-    schema = pa.schema([("src", pa.int64()), ("dst", pa.int64()), ("part", pa.int32())])
-    counts = {"read": 0, "kept": 0, "compute_s": 0.0}
-
-    def batches():
-        source = pds.dataset(spec["files"], format="parquet")
-        for batch in source.to_batches(columns=["src", "dst"], batch_size=1 << 20, use_threads=False):
-            c0 = time.perf_counter()
-            src = batch.column(0).to_numpy()
-            dst = batch.column(1).to_numpy()
-            ps = (splitmix64(src, seed) % np.uint64(k)).astype(np.int32)
-            pd = (splitmix64(dst, seed) % np.uint64(k)).astype(np.int32)
-            keep = (ps == pd) & (src != dst)
-            out = pa.RecordBatch.from_arrays([pa.array(src[keep]), pa.array(dst[keep]), pa.array(ps[keep])],
-                                             schema=schema)
-            counts["read"] += len(src)
-            counts["kept"] += int(keep.sum())
-            counts["compute_s"] += time.perf_counter() - c0
-            yield out
-
+    schema = pa.schema([("src", pa.int64()), ("dst", pa.int64())])
+    out = Path(spec["out"])
+    writers: dict[int, pq.ParquetWriter] = {}
+    read = kept = loops = 0
+    compute_s = 0.0
     t0 = time.perf_counter()
-    pds.write_dataset(batches(), spec["out"], schema=schema, format="parquet",
-                      partitioning=pds.partitioning(pa.schema([("part", pa.int32())]), flavor="hive"),
-                      use_threads=False, existing_data_behavior="overwrite_or_ignore")
+    try:
+        for path in spec["files"]:
+            for batch in pq.ParquetFile(path).iter_batches(batch_size=1 << 20, columns=["src", "dst"],
+                                                           use_threads=False):
+                c0 = time.perf_counter()
+                src = batch.column(0).to_numpy()
+                dst = batch.column(1).to_numpy()
+                ps = splitmix64(src, seed) % np.uint64(k)
+                same = src == dst
+                loops += int(same.sum())
+                keep = (ps == splitmix64(dst, seed) % np.uint64(k)) & ~same
+                src, dst, ps = src[keep], dst[keep], ps[keep]
+                order = np.argsort(ps, kind="stable")
+                src, dst, ps = src[order], dst[order], ps[order]
+                bounds = np.searchsorted(ps, np.arange(k + 1, dtype=np.uint64))
+                compute_s += time.perf_counter() - c0
+                read += len(batch)
+                kept += len(src)
+                for p in range(k):
+                    lo, hi = bounds[p], bounds[p + 1]
+                    if hi == lo:
+                        continue
+                    if p not in writers:
+                        (out / f"part={p}").mkdir(parents=True, exist_ok=True)
+                        writers[p] = pq.ParquetWriter(out / f"part={p}" / "part-0.parquet", schema)
+                    writers[p].write_table(pa.table({"src": src[lo:hi], "dst": dst[lo:hi]}, schema=schema))
+    finally:
+        for w in writers.values():
+            w.close()
     seconds = time.perf_counter() - t0
-    log.info("pyarrow-1core: %d edges read, %d kept in %.1f s", counts["read"], counts["kept"], seconds)
-    return {"inner_s": seconds, "compute_s": counts["compute_s"], "edges_read": counts["read"],
-            "edges_kept": counts["kept"], "output_bytes": _dir_size(Path(spec["out"]))}
+    log.info("pyarrow-1core: %d edges read, %d kept in %.1f s", read, kept, seconds)
+    return {"inner_s": seconds, "compute_s": compute_s, "edges_read": read, "edges_kept": kept,
+            "self_loops_dropped": loops,
+            "edge_retention": round(kept / (read - loops), 6) if read > loops else 0.0, "output_bytes": _dir_size(out)}
 
 
 def run_worker_main(kind: str, spec_json: str) -> None:
@@ -326,7 +349,7 @@ def run_child(kind: str, spec: dict, workdir: Path, timeout: float | None) -> di
         row["note"] = (f"exit code {rc}" + (" (killed by signal %d%s)" % (-rc, ", likely out of memory" if rc == -9 else "")
                                             if rc is not None and rc < 0 else ""))
     else:
-        row["note"] = f"killed after the {timeout:.0f} s timeout"
+        row["note"] = f"killed after the {timeout:g} s timeout"
     return row
 
 
@@ -410,7 +433,7 @@ def _breakdown(r: dict) -> str:
         return " + ".join(f"{k} {ph[k]:.1f}" for k in PHASES if k in ph)
     if r["method"] == "metis":
         return f"read {r['read_s']:.1f} + CSR {r['build_s']:.1f} + METIS {r['metis_s']:.1f}"
-    return f"hash+filter {r['compute_s']:.1f}, read+write {r['inner_s'] - r['compute_s']:.1f}"
+    return f"hash+filter+group {r['compute_s']:.1f}, read+write {r['inner_s'] - r['compute_s']:.1f}"
 
 
 def markdown_table(rows: list[dict]) -> str:
@@ -467,9 +490,10 @@ def summarize(rows: list[dict], sizes: list[int]) -> tuple[dict, str]:
                            f"target: {'MET' if met else 'NOT met'}.")}
     ratios = [(g["edges"], g["metis_over_randomtma"]) for g in gap if g["metis_over_randomtma"]]
     if len(ratios) >= 2:
-        trend = ("widens" if ratios[-1][1] > ratios[0][1] else "narrows") + " with size"
+        trend = "rises" if ratios[-1][1] > ratios[0][1] else "falls"
         gap_text = ("METIS total time / RandomTMA time: " + ", ".join(f"{r:.2f}x at {m:,.0f} edges" for m, r in ratios)
-                    + f" - the gap {trend}.")
+                    + f": the ratio {trend} with size ({ratios[0][1]:.2f}x to {ratios[-1][1]:.2f}x; above 1x METIS "
+                    f"is the slower).")
     elif ratios:
         gap_text = f"METIS total time / RandomTMA time: {ratios[0][1]:.2f}x at {ratios[0][0]:,} edges."
     else:
@@ -520,6 +544,9 @@ def main(argv=None) -> None:
                     help="also run the job with full_stats='on' up to this many edges (default: 1e7)")
     ap.add_argument("--metis-max-edges", type=float, default=None,
                     help="run METIS up to this many edges (default: every size)")
+    ap.add_argument("--metis-csr-dedup", choices=("sort", "np.unique"), default="sort",
+                    help="how the METIS CSR drops duplicate edges: in-place sort + mask (default) or np.unique "
+                         "(as strategies.metis_assignment; far slower with numpy >= 2.3)")
     ap.add_argument("--metis-timeout", type=float, default=900, help="seconds before METIS is killed (default: 900)")
     ap.add_argument("--reference-timeout", type=float, default=1800,
                     help="seconds before the pyarrow reference is killed (default: 1800)")
@@ -582,12 +609,13 @@ def main(argv=None) -> None:
                              "driver_peak_rss": peak("driver_peak_rss"), "jvm_peak_rss": peak("jvm_peak_rss"),
                              "workers_peak_rss": peak("workers_peak_rss"), "runs": runs})
 
-            spec = {"files": files, "nodes": n, "parts": k, "seed": seed}
+            spec = {"files": files, "nodes": n, "parts": k, "seed": seed, "csr_dedup": args.metis_csr_dedup}
             log.info("pyarrow-1core: %d edges", m)
             ref = run_child("reference", dict(spec, out=str(workdir / "ref_out")), workdir, args.reference_timeout)
             shutil.rmtree(workdir / "ref_out", ignore_errors=True)
-            rows.append({"edges": m, "nodes": n, "method": "pyarrow-1core", **ref, "seconds": ref["wall_s"],
-                         "edges_per_s": m / ref["wall_s"] if ref["status"] == "ok" else None})
+            ref_s = ref["inner_s"] if ref["status"] == "ok" else ref["wall_s"]  # without interpreter start-up
+            rows.append({"edges": m, "nodes": n, "method": "pyarrow-1core", **ref, "seconds": ref_s,
+                         "edges_per_s": m / ref_s if ref["status"] == "ok" else None})
 
             if args.metis_max_edges is None or m <= args.metis_max_edges:
                 log.info("metis: %d edges, %d nodes, K=%d (timeout %.0f s)", m, n, k, args.metis_timeout)
@@ -636,9 +664,10 @@ def main(argv=None) -> None:
         f"* `randomtma+stats`: the same with `full_stats='on'` (a shuffle of every edge for duplicates, "
         f"isolated nodes and degree quantiles).\n"
         f"* `pyarrow-1core`: one process, pyarrow limited to one thread: stream the edge parquet files, "
-        f"splitmix64(id) mod K in numpy, keep intra-part non-loop edges, write parquet partitioned by part.\n"
+        f"splitmix64(id) mod K in numpy, keep intra-part non-loop edges, write parquet partitioned by part; "
+        f"seconds from the first read to the last file closed (the child's start-up excluded).\n"
         f"* `metis`: child process: read edges with pyarrow, symmetric deduplicated CSR in numpy, "
-        f"`pymetis.part_graph(K, CSRAdjacency(xadj, adjncy))`; seconds = read + CSR + METIS (the child's start-up "
+        f"`pymetis.part_graph(K, CSRAdjacency(xadj, adjncy))`; duplicates dropped with {args.metis_csr_dedup!r}; seconds = read + CSR + METIS (the child's start-up "
         f"excluded); timeout {args.metis_timeout:.0f} s.\n"
         f"* edges/s = lake edges / seconds. Retention: intra-part share of non-loop edges (RandomTMA, from the "
         f"job's stats), of unique undirected edges (METIS, 1 - edge cut / edges). Peak RSS: VmHWM of the driver "

@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import sys
 from typing import List, Optional
 
@@ -96,6 +97,27 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--full-stats", default="auto", help="auto|on|off: also count duplicate edges, isolated nodes "
                    "and per-part degree quantiles (shuffles every edge; auto = up to 2e7 edges)")
 
+    p = sub.add_parser("train", parents=[common], help="train K local GNNs with time-based model averaging",
+                       description="Train one model per part in barrier-mode Spark tasks; average every T seconds.")
+    p.add_argument("--lake", required=True)
+    p.add_argument("--partitions", help="PARTS folder from 'tma-spark partition' (not needed for --mode central)")
+    p.add_argument("--out", required=True, help="run folder")
+    p.add_argument("--task", default="node", help="node (node classification)")
+    p.add_argument("--model", default="sage", help="sage | gcn | gat | mlp")
+    p.add_argument("--mode", default="tma", help="tma | central | psgd-pa | llcg")
+    p.add_argument("--round-seconds", "-T", type=float, default=30.0, help="seconds between averagings (T)")
+    p.add_argument("--time-limit", type=float, default=300.0, help="total training seconds")
+    p.add_argument("--max-rounds", type=int)
+    p.add_argument("--patience", type=int, help="stop after this many rounds without a better validation metric")
+    p.add_argument("--hidden", type=int, default=256)
+    p.add_argument("--layers", type=int, default=2)
+    p.add_argument("--dropout", type=float, default=0.5)
+    p.add_argument("--lr", type=float, default=0.005)
+    p.add_argument("--weighting", default="none", help="none (paper) | nodes | edges")
+    p.add_argument("--llcg-steps", type=int, default=5, help="llcg: server correction steps per round")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--overwrite", action="store_true", help="replace an existing run folder")
+
     p = sub.add_parser("info", parents=[common], help="summarize a lake")
     p.add_argument("--lake", required=True)
     p.add_argument("--json", action="store_true", help="print JSON instead of text")
@@ -122,6 +144,17 @@ def _ingest_config(args: argparse.Namespace) -> IngestConfig:
         overwrite=args.overwrite, num_classes=args.num_classes, split_seed=args.seed,
         split_fractions=_fractions(args.split), feature_dim=args.feature_dim or 128, directed=args.directed,
     ).validate()
+
+
+def _trainers(cfg) -> int:
+    """Number of trainers of a train config (1 for central, else K from the partitions folder)."""
+    if cfg.mode == "central":
+        return 1
+    try:
+        with open(os.path.join(cfg.partitions, "_tma_parts.json")) as fh:
+            return int(json.load(fh)["config"]["parts"])
+    except (OSError, ValueError, KeyError):
+        return 1  # the train job reports the real problem
 
 
 def _setup_logging(args: argparse.Namespace) -> None:
@@ -156,9 +189,21 @@ def run(argv: Optional[List[str]] = None) -> int:
                               seed=args.seed, overwrite=args.overwrite, format=args.format,
                               full_stats=args.full_stats, super_nodes=args.super_nodes,
                               super_method=args.super_method, lpa=args.lpa, lpa_iter=args.lpa_iter).validate()
-    from .session import get_spark
+    elif args.command == "train":
+        from .train import TrainConfig
 
-    spark = get_spark(master=args.master)
+        cfg = TrainConfig(
+            lake=args.lake, partitions=args.partitions, out=args.out, task=args.task, model=args.model,
+            mode=args.mode, round_seconds=args.round_seconds, time_limit=args.time_limit, max_rounds=args.max_rounds,
+            patience=args.patience, hidden=args.hidden, layers=args.layers, dropout=args.dropout, lr=args.lr,
+            weighting=args.weighting, llcg_steps=args.llcg_steps, seed=args.seed, overwrite=args.overwrite,
+        ).validate()
+    from .session import get_spark, running_under_cluster_launcher
+
+    master = args.master
+    if args.command == "train" and master is None and not running_under_cluster_launcher():
+        master = f"local[{max(_trainers(cfg), os.cpu_count() or 1)}]"  # one task slot per trainer
+    spark = get_spark(master=master)
     if args.command == "ingest":
         from .ingest import ingest
 
@@ -170,6 +215,11 @@ def run(argv: Optional[List[str]] = None) -> int:
         stats = partition(spark, cfg)
         keys = ("strategy", "parts", "seed", "edge_retention", "label_tv", "node_balance", "edges_kept")
         print(json.dumps({k: stats[k] for k in keys}))
+        return 0
+    if args.command == "train":
+        from .train import train
+
+        print(json.dumps(train(spark, cfg)))
         return 0
     if args.command == "info":
         from .info import format_summary, lake_summary
