@@ -106,25 +106,29 @@ def _accuracy(model, g: GraphTensors) -> Dict[str, float]:
 
 def _run_round(spark: SparkSession, k: int, spec: dict, state: bytes, opts: Dict[int, bytes], seconds: float,
                round_index: int, threads: int) -> List[dict]:
-    """One barrier stage: K trainer tasks, gang scheduled; returns their results ordered by part."""
-    sc = spark.sparkContext
-    shared = sc.broadcast((state, opts))
+    """One barrier stage: K trainer tasks, gang scheduled; returns their results ordered by part.
 
-    def task(_):
+    The global weights are broadcast once; each trainer's optimizer state travels
+    inside its own RDD partition, so a task receives only its own.
+    """
+    sc = spark.sparkContext
+    shared = sc.broadcast(state)
+
+    def task(rows):
         from pyspark import BarrierTaskContext
 
         ctx = BarrierTaskContext.get()
-        part = ctx.partitionId()
+        part, opt_state = next(iter(rows))
         gpu = ctx.resources().get("gpu")
         addresses = list(gpu.addresses) if gpu is not None else None
-        global_state, opt_states = shared.value
+        global_state = shared.value
         ctx.barrier()  # all trainers start their T seconds together
-        yield run_trainer_task(part, spec, global_state, opt_states.get(part), seconds, round_index, addresses,
-                               threads)
+        yield run_trainer_task(part, spec, global_state, opt_state, seconds, round_index, addresses, threads)
 
     try:
         sc.setJobDescription(f"tma_spark train round {round_index}")
-        results = sc.parallelize(range(k), k).barrier().mapPartitions(task).collect()
+        rdd = sc.parallelize([(p, opts.get(p)) for p in range(k)], k)
+        results = rdd.barrier().mapPartitions(task).collect()
     finally:
         shared.unpersist()
     return sorted(results, key=lambda r: r["part"])
