@@ -113,23 +113,21 @@ def _find_jvm() -> psutil.Process | None:
     return None
 
 
-def _foreign_cpu() -> dict:
-    """CPU seconds so far of every process outside this benchmark's process tree, by (pid, start time)."""
-    me = psutil.Process()
-    ours = {me.pid} | {p.pid for p in me.children(recursive=True)}
+def _cpu_snapshot() -> dict:
+    """CPU seconds (user + system) so far of every process, by (pid, start time)."""
     out = {}
     for p in psutil.process_iter(["pid", "create_time", "cpu_times"]):
-        if p.info["pid"] in ours or p.info["cpu_times"] is None:
-            continue
         t = p.info["cpu_times"]
-        out[(p.info["pid"], p.info["create_time"])] = t.user + t.system
+        if t is not None:
+            out[(p.info["pid"], p.info["create_time"])] = t.user + t.system
     return out
 
 
 class Watch:
     """While the ``with`` block runs: peak RSS of the driver and the JVM (VmHWM), peak summed RSS of the
-    processes under ``sampled`` (sampled every 50 ms), and CPU seconds used by processes outside this
-    benchmark."""
+    processes under ``sampled`` (sampled every 50 ms), and CPU seconds used by the driver, the JVM, the JVM's
+    Python workers and by processes outside this benchmark (processes that ended inside the block are not
+    seen)."""
 
     def __init__(self, jvm: psutil.Process | None = None):
         self.jvm = jvm
@@ -158,7 +156,7 @@ class Watch:
 
     def __enter__(self) -> "Watch":
         self.loadavg = os.getloadavg()[0]
-        self._cpu0 = _foreign_cpu()
+        self._cpu0 = _cpu_snapshot()
         _reset_peak(os.getpid())
         if self.jvm is not None:
             _reset_peak(self.jvm.pid)
@@ -170,8 +168,20 @@ class Watch:
         self._thread.join()
         self.driver_peak = _peak_rss(os.getpid())
         self.jvm_peak = _peak_rss(self.jvm.pid) if self.jvm is not None else None
-        cpu1 = _foreign_cpu()
-        self.other_cpu_s = sum(max(cpu1[k] - v, 0.0) for k, v in self._cpu0.items() if k in cpu1)
+        cpu1 = _cpu_snapshot()
+        me = psutil.Process()
+        ours = {me.pid} | {q.pid for q in me.children(recursive=True)}
+        workers = set()
+        if self.jvm is not None:
+            try:
+                workers = {q.pid for q in self.jvm.children(recursive=True)}
+            except psutil.Error:
+                pass
+        used = {k: max(v - self._cpu0.get(k, 0.0), 0.0) for k, v in cpu1.items()}
+        self.driver_cpu_s = sum(v for (pid, _), v in used.items() if pid == me.pid)
+        self.jvm_cpu_s = sum(v for (pid, _), v in used.items() if self.jvm is not None and pid == self.jvm.pid)
+        self.workers_cpu_s = sum(v for (pid, _), v in used.items() if pid in workers)
+        self.other_cpu_s = sum(v for (pid, _), v in used.items() if pid not in ours)
 
 
 # ---------------------------------------------------------------- helpers
@@ -221,6 +231,7 @@ def worker_metis(spec: dict) -> dict:
     import pymetis
 
     n, k = spec["nodes"], spec["parts"]
+    c0 = time.process_time()
     t0 = time.perf_counter()
     table = pds.dataset(spec["files"], format="parquet").to_table(columns=["src", "dst"])
     src = table.column("src").to_numpy()
@@ -260,7 +271,8 @@ def worker_metis(spec: dict) -> dict:
     sizes = np.bincount(membership, minlength=k)
     log.info("metis: %d parts in %.1f s, edge cut %d", k, t3 - t2, result.edge_cuts)
     undirected = len(adjncy) // 2
-    return {"read_s": t1 - t0, "build_s": t2 - t1, "metis_s": t3 - t2, "edges_read": read_edges,
+    return {"read_s": t1 - t0, "build_s": t2 - t1, "metis_s": t3 - t2, "cpu_s": time.process_time() - c0,
+            "edges_read": read_edges,
             "adjacency_entries": int(len(adjncy)), "edge_cut": int(result.edge_cuts),
             "retention_unique_undirected": round(1 - result.edge_cuts / undirected, 6) if undirected else 0.0,
             "node_balance_max_over_mean": round(float(sizes.max() / sizes.mean()), 6)}
@@ -279,6 +291,7 @@ def worker_reference(spec: dict) -> dict:
     writers: dict[int, pq.ParquetWriter] = {}
     read = kept = loops = 0
     compute_s = 0.0
+    cpu0 = time.process_time()
     t0 = time.perf_counter()
     try:
         for path in spec["files"]:
@@ -311,7 +324,8 @@ def worker_reference(spec: dict) -> dict:
             w.close()
     seconds = time.perf_counter() - t0
     log.info("pyarrow-1core: %d edges read, %d kept in %.1f s", read, kept, seconds)
-    return {"inner_s": seconds, "compute_s": compute_s, "edges_read": read, "edges_kept": kept,
+    return {"inner_s": seconds, "compute_s": compute_s, "cpu_s": time.process_time() - cpu0,
+            "edges_read": read, "edges_kept": kept,
             "self_loops_dropped": loops,
             "edge_retention": round(kept / (read - loops), 6) if read > loops else 0.0, "output_bytes": _dir_size(out)}
 
@@ -404,6 +418,8 @@ def run_partition(spark, lake: Path, out: Path, parts: int, seed: int, full_stat
             "node_balance": stats["node_balance"], "self_loops_dropped": stats["self_loops_dropped"],
             "duplicate_edges": stats.get("duplicate_edges"), "driver_peak_rss": mem.driver_peak,
             "jvm_peak_rss": mem.jvm_peak, "workers_peak_rss": mem.sampled_peak or None,
+            "driver_cpu_s": mem.driver_cpu_s, "jvm_cpu_s": mem.jvm_cpu_s, "workers_cpu_s": mem.workers_cpu_s,
+            "cpu_s": mem.driver_cpu_s + mem.jvm_cpu_s + mem.workers_cpu_s,
             "other_cpu_s": mem.other_cpu_s, "loadavg_1m_before": mem.loadavg}
 
 
@@ -436,10 +452,19 @@ def _breakdown(r: dict) -> str:
     return f"hash+filter+group {r['compute_s']:.1f}, read+write {r['inner_s'] - r['compute_s']:.1f}"
 
 
+def _cpu(r: dict) -> str:
+    if r.get("cpu_s") is None:
+        return "-"
+    if "jvm_cpu_s" in r:
+        return f"{r['cpu_s']:.1f} ({r['jvm_cpu_s']:.1f}, {r['workers_cpu_s']:.1f})"
+    return f"{r['cpu_s']:.1f}"
+
+
 def markdown_table(rows: list[dict]) -> str:
     lines = ["| edges | nodes | method | status | seconds | edges/s | breakdown (s) | retention "
-             "| driver / process peak RSS MB | JVM peak RSS MB | workers peak RSS MB | other CPU s |",
-             "|---:|---:|---|---|---:|---:|---|---:|---:|---:|---:|---:|"]
+             "| driver / process peak RSS MB | JVM peak RSS MB | workers peak RSS MB | CPU s: ours (JVM, workers) "
+             "| other CPU s |",
+             "|---:|---:|---|---|---:|---:|---|---:|---:|---:|---:|---:|---:|"]
     for r in rows:
         ok = r["status"] == "ok"
         sec = f"{r['seconds']:.1f}" if ok else (f">{r['seconds']:.0f}" if r["status"] == "timeout" else "-")
@@ -448,7 +473,8 @@ def markdown_table(rows: list[dict]) -> str:
         lines.append(
             f"| {r['edges']:,} | {r['nodes']:,} | {r['method']} | {r['status']} | {sec} | {eps} | {_breakdown(r)} "
             f"| {'-' if ret is None else f'{ret:.3f}'} | {_mb(r.get('driver_peak_rss', r.get('peak_rss')))} "
-            f"| {_mb(r.get('jvm_peak_rss'))} | {_mb(r.get('workers_peak_rss'))} | {r.get('other_cpu_s', 0):.1f} |")
+            f"| {_mb(r.get('jvm_peak_rss'))} | {_mb(r.get('workers_peak_rss'))} | {_cpu(r)} "
+            f"| {r.get('other_cpu_s', 0):.1f} |")
     return "\n".join(lines)
 
 
@@ -673,7 +699,12 @@ def main(argv=None) -> None:
         f"job's stats), of unique undirected edges (METIS, 1 - edge cut / edges). Peak RSS: VmHWM of the driver "
         f"Python process (Spark rows) or of the child process (pyarrow-1core, metis); JVM: VmHWM of the Spark "
         f"JVM; workers: peak summed RSS of the JVM's Python workers, sampled every 50 ms. Other CPU s: CPU "
-        f"seconds used by processes outside the benchmark during the measurement (0 = undisturbed).\n\n"
+        f"seconds used by processes outside the benchmark during the measurement (0 = undisturbed). CPU s, ours: "
+        f"driver + JVM + the JVM's Python workers for the Spark rows (JVM and workers in brackets), the child "
+        f"process's own CPU time for pyarrow-1core and metis; with {info['nproc']} cores, CPU s / seconds is the "
+        f"number of cores kept busy. The RandomTMA job runs no Python code on the executors (hash and filter "
+        f"are JVM expressions), so the workers RSS is that of the idle Python workers left by the lake's "
+        f"ingest (the generator runs in them).\n\n"
         f"## METIS gap and reference speed\n\n{gap_table}\n\n"
         f"## Lakes\n\n| edges | nodes | ingest s | edges MB | nodes MB |\n|---:|---:|---:|---:|---:|\n{lake_lines}\n")
     log.info("wrote %s and %s", out, out.with_suffix(".md"))

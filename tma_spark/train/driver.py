@@ -118,11 +118,14 @@ def _run_round(spark: SparkSession, k: int, spec: dict, state: bytes, opts: Dict
         from pyspark import BarrierTaskContext
 
         ctx = BarrierTaskContext.get()
-        part, opt_state = next(iter(rows))
+        # Consume the whole input: a Python worker whose input is not drained is not reused, and a new
+        # worker would re-import torch and reload the part (seconds per round).
+        (part, opt_state), = list(rows)
         gpu = ctx.resources().get("gpu")
         addresses = list(gpu.addresses) if gpu is not None else None
         global_state = shared.value
-        ctx.barrier()  # all trainers start their T seconds together
+        # No ctx.barrier() here: gang scheduling already starts the K tasks together, and a barrier() call
+        # costs about a second (its polling interval).
         yield run_trainer_task(part, spec, global_state, opt_state, seconds, round_index, addresses, threads)
 
     try:
