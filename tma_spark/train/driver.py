@@ -15,6 +15,7 @@ import logging
 import os
 import shutil
 import time
+from concurrent.futures import ThreadPoolExecutor
 from typing import Dict, List, Optional
 
 import torch
@@ -137,6 +138,77 @@ def _run_round(spark: SparkSession, k: int, spec: dict, state: bytes, opts: Dict
     return sorted(results, key=lambda r: r["part"])
 
 
+class _Recorder:
+    """Evaluates each averaged model, checkpoints it and writes its metrics line, in round order.
+
+    Evaluation of round r runs in a background thread while round r+1 trains, so
+    it adds nothing to a round's wall time (on a cluster the driver's cores are
+    otherwise idle during a round).
+    """
+
+    def __init__(self, run_dir: str, eval_model, full: GraphTensors, cfg: TrainConfig, k: int):
+        self.run_dir, self.model, self.full, self.cfg, self.k = run_dir, eval_model, full, cfg, k
+        self.best = {"val": -1.0, "test": float("nan"), "round": 0, "wall": 0.0}
+        self.since_best = 0
+        self.history: List[dict] = []
+        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="tma-eval")
+        self._pending = None
+
+    def submit(self, row: dict, state: Dict[str, torch.Tensor]) -> None:
+        self.wait()
+        self._pending = self._pool.submit(self._record, row, state)
+
+    def wait(self) -> None:
+        if self._pending is not None:
+            self._pending.result()  # re-raises an evaluation error in the driver thread
+            self._pending = None
+
+    def close(self) -> None:
+        self.wait()
+        self._pool.shutdown()
+
+    def _record(self, row: dict, state: Dict[str, torch.Tensor]) -> None:
+        self.model.load_state_dict(state)
+        acc = _accuracy(self.model, self.full)
+        _save_atomic(state, os.path.join(self.run_dir, "last.pt"))
+        if acc["val"] > self.best["val"]:
+            self.best = {"val": acc["val"], "test": acc["test"], "round": row["round"], "wall": row["wall_seconds"]}
+            _save_atomic(state, os.path.join(self.run_dir, "best.pt"))
+            self.since_best = 0
+        else:
+            self.since_best += 1
+        row.update(val=acc["val"], test=acc["test"], train=acc["train"])
+        self.history.append(row)
+        with open(os.path.join(self.run_dir, "metrics.jsonl"), "a") as fh:
+            fh.write(json.dumps(row) + "\n")
+        sps = " ".join(f"{n / max(row['round_seconds'], 1e-9):.1f}" for n in row["steps"])
+        log.info("round %d | %.0f s | val acc %.4f (best %.4f @%d) | steps/s %s | loss %.3f | overhead %.2f s | "
+                 "%.0f s left", row["round"], row["wall_seconds"], acc["val"], self.best["val"], self.best["round"],
+                 sps, sum(row["loss"]) / self.k, row["overhead_seconds"],
+                 max(self.cfg.time_limit - row["wall_seconds"], 0))
+
+
+def _llcg_correction(model, opt, full: GraphTensors, steps: int) -> Dict[str, torch.Tensor]:
+    """LLCG's server correction: a few full-graph steps on the averaged model."""
+    model.train()
+    mask = full.mask("train")
+    for _ in range(steps):
+        opt.zero_grad(set_to_none=True)
+        loss = torch.nn.functional.cross_entropy(model(full.x, full.edge_index)[mask], full.y[mask])
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        opt.step()
+    return {k: v.detach().clone() for k, v in model.state_dict().items()}
+
+
+def _source(spark: SparkSession, cfg: TrainConfig, lake):
+    """Where trainers read their graphs, the number of trainers, and the partition strategy."""
+    if cfg.mode == "central":
+        return {"kind": "lake", "path": lake.path, "format": lake.meta.format}, 1, "none"
+    info = _parts_info(spark, cfg, lake)
+    return {"kind": "parts", "path": info["path"], "format": info["format"]}, info["parts"], info["strategy"]
+
+
 def train(spark: SparkSession, cfg: TrainConfig) -> dict:
     """Train with ``cfg``; write the run folder; return the summary."""
     cfg.validate()
@@ -147,16 +219,12 @@ def train(spark: SparkSession, cfg: TrainConfig) -> dict:
     if lake.meta.num_edges > EVAL_MAX_EDGES:
         raise TmaSparkError(f"Lake {lake.path} has {lake.meta.num_edges:,} edges; exact evaluation on the driver is "
                             f"limited to {EVAL_MAX_EDGES:,} and sampled evaluation is not implemented yet.")
-    if cfg.mode == "central":
-        source = {"kind": "lake", "path": lake.path, "format": lake.meta.format}
-        k, strategy = 1, "none"
-    else:
-        info = _parts_info(spark, cfg, lake)
-        source = {"kind": "parts", "path": info["path"], "format": info["format"]}
-        k, strategy = info["parts"], info["strategy"]
+    source, k, strategy = _source(spark, cfg, lake)
     check_slots(spark, k)
     run_dir = _prepare_run_dir(cfg.out, cfg.overwrite)
     threads = int(spark.sparkContext.getConf().get("spark.task.cpus", str(cfg.task_cpus)))
+    if k == 1 and spark.sparkContext.master.startswith("local"):
+        threads = os.cpu_count() or threads  # one trainer on one machine uses all its cores, as PyG would
     _write_json(os.path.join(run_dir, "config.json"),
                 {**cfg.to_dict(), "parts": k, "partition_strategy": strategy, "lake_path": lake.path})
 
@@ -166,78 +234,56 @@ def train(spark: SparkSession, cfg: TrainConfig) -> dict:
     spec = {"model": cfg.model, "in_dim": lake.meta.feature_dim, "hidden": cfg.hidden,
             "out_dim": lake.meta.num_classes, "layers": cfg.layers, "dropout": cfg.dropout, "lr": cfg.lr,
             "seed": cfg.seed, "source": source}
-    model = build_model(cfg.model, lake.meta.feature_dim, cfg.hidden, lake.meta.num_classes, cfg.layers,
-                        cfg.dropout, seed=cfg.seed)
+
+    def new_model():
+        return build_model(cfg.model, lake.meta.feature_dim, cfg.hidden, lake.meta.num_classes, cfg.layers,
+                           cfg.dropout, seed=cfg.seed)
+
+    model = new_model()
     global_state = {k_: v.clone() for k_, v in model.state_dict().items()}
     server_opt = torch.optim.Adam(model.parameters(), lr=cfg.lr) if cfg.mode == "llcg" else None
+    recorder = _Recorder(run_dir, new_model(), full, cfg, k)
     opts: Dict[int, bytes] = {}
-    best = {"val": -1.0, "test": float("nan"), "round": 0, "wall": 0.0}
-    since_best, history = 0, []
     # Warm-up stage (not counted in the budget): start Python workers, import torch, load and cache the parts.
     t_start = time.monotonic()
     _run_round(spark, k, spec, to_bytes(global_state), {}, 0.0, 0, threads)
     startup = time.monotonic() - t_start
     log.info("startup: %d trainers ready in %.1f s (workers started, parts loaded)", k, startup)
     started = time.monotonic()
-    metrics_path = os.path.join(run_dir, "metrics.jsonl")
     round_index = 0
-    while True:
-        elapsed = time.monotonic() - started
-        remaining = cfg.time_limit - elapsed
-        if remaining < min(1.0, cfg.round_seconds) or (cfg.max_rounds and round_index >= cfg.max_rounds):
-            break
-        round_index += 1
-        seconds = min(cfg.round_seconds, remaining)
-        t0 = time.monotonic()
-        results = _run_round(spark, k, spec, to_bytes(global_state), opts, seconds, round_index, threads)
-        round_wall = time.monotonic() - t0
-        t_driver = time.monotonic()
-        weights = None
-        if cfg.weighting == "nodes":
-            weights = [r["train_nodes"] for r in results]
-        elif cfg.weighting == "edges":
-            weights = [r["edges"] for r in results]
-        global_state = average_state_dicts([from_bytes(r["state"]) for r in results], weights)
-        opts = {r["part"]: r["opt"] for r in results}
-        model.load_state_dict(global_state)
-        if server_opt is not None:  # LLCG: a few correction steps on the whole graph on the driver
-            model.train()
-            mask = full.mask("train")
-            for _ in range(cfg.llcg_steps):
-                server_opt.zero_grad(set_to_none=True)
-                loss = torch.nn.functional.cross_entropy(model(full.x, full.edge_index)[mask], full.y[mask])
-                loss.backward()
-                torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-                server_opt.step()
-            global_state = {k_: v.detach().clone() for k_, v in model.state_dict().items()}
-        acc = _accuracy(model, full)
-        _save_atomic(global_state, os.path.join(run_dir, "last.pt"))
-        if acc["val"] > best["val"]:
-            best = {"val": acc["val"], "test": acc["test"], "round": round_index, "wall": time.monotonic() - started}
-            _save_atomic(global_state, os.path.join(run_dir, "best.pt"))
-            since_best = 0
-        else:
-            since_best += 1
-        driver_seconds = time.monotonic() - t_driver
-        wall = time.monotonic() - started
-        overhead = round_wall + driver_seconds - seconds
-        row = {"round": round_index, "wall_seconds": round(wall, 3), "round_seconds": round(seconds, 3),
-               "round_wall_seconds": round(round_wall + driver_seconds, 3), "overhead_seconds": round(overhead, 3),
-               "stage_seconds": round(round_wall, 3), "driver_seconds": round(driver_seconds, 3),
-               "task_seconds": [r["task_seconds"] for r in results],
-               "steps": [r["steps"] for r in results], "loss": [round(r["loss"], 5) for r in results],
-               "load_seconds": [r["load_seconds"] for r in results], "val": acc["val"], "test": acc["test"],
-               "train": acc["train"], "devices": sorted({r["device"] for r in results})}
-        history.append(row)
-        with open(metrics_path, "a") as fh:
-            fh.write(json.dumps(row) + "\n")
-        sps = " ".join(f"{r['steps'] / max(seconds, 1e-9):.1f}" for r in results)
-        log.info("round %d | %.0f s | val acc %.4f (best %.4f @%d) | steps/s %s | loss %.3f | overhead %.2f s | "
-                 "%.0f s left", round_index, wall, acc["val"], best["val"], best["round"], sps,
-                 sum(r["loss"] for r in results) / k, overhead, max(cfg.time_limit - wall, 0))
-        if cfg.patience and since_best >= cfg.patience:
-            log.info("stopping: no better validation accuracy for %d rounds", cfg.patience)
-            break
+    try:
+        while True:
+            remaining = cfg.time_limit - (time.monotonic() - started)
+            if remaining < min(1.0, cfg.round_seconds) or (cfg.max_rounds and round_index >= cfg.max_rounds):
+                break
+            if cfg.patience and recorder.since_best >= cfg.patience:
+                log.info("stopping: no better validation accuracy for %d rounds", cfg.patience)
+                break
+            round_index += 1
+            seconds = min(cfg.round_seconds, remaining)
+            t0 = time.monotonic()
+            results = _run_round(spark, k, spec, to_bytes(global_state), opts, seconds, round_index, threads)
+            stage = time.monotonic() - t0
+            counts = {"nodes": [r["train_nodes"] for r in results], "edges": [r["edges"] for r in results]}
+            global_state = average_state_dicts([from_bytes(r["state"]) for r in results], counts.get(cfg.weighting))
+            opts = {r["part"]: r["opt"] for r in results}
+            if server_opt is not None:
+                model.load_state_dict(global_state)
+                global_state = _llcg_correction(model, server_opt, full, cfg.llcg_steps)
+            round_wall = time.monotonic() - t0
+            recorder.submit({
+                "round": round_index, "wall_seconds": round(time.monotonic() - started, 3),
+                "round_seconds": round(seconds, 3), "round_wall_seconds": round(round_wall, 3),
+                "overhead_seconds": round(round_wall - seconds, 3), "stage_seconds": round(stage, 3),
+                "driver_seconds": round(round_wall - stage, 3), "task_seconds": [r["task_seconds"] for r in results],
+                "steps": [r["steps"] for r in results], "loss": [round(r["loss"], 5) for r in results],
+                "load_seconds": [r["load_seconds"] for r in results],
+                "devices": sorted({r["device"] for r in results}),
+            }, global_state)
+        recorder.wait()
+    finally:
+        recorder.close()
+    best, history = recorder.best, recorder.history
     summary = {"task": cfg.task, "metric": "accuracy", "best_val": best["val"], "test": best["test"],
                "rounds": round_index, "wall_seconds": round(time.monotonic() - started, 3),
                "time_to_best_seconds": round(best["wall"], 3), "best_round": best["round"], "mode": cfg.mode,
