@@ -72,6 +72,8 @@ from pathlib import Path
 
 import psutil
 
+from common import dir_size, find_jvm, peak_rss, reset_peak
+
 log = logging.getLogger("bench_partition")
 RESULTS = Path(__file__).resolve().parent / "results"
 MB = 1 << 20
@@ -80,38 +82,6 @@ PHASES = ("setup", "assignment", "nodes", "edges", "stats")
 
 
 # ---------------------------------------------------------------- memory and CPU
-
-def _reset_peak(pid: int) -> None:
-    """Reset the kernel's peak-RSS counter (VmHWM) of ``pid`` (Linux; ignored elsewhere)."""
-    try:
-        with open(f"/proc/{pid}/clear_refs", "w") as f:
-            f.write("5")
-    except OSError:
-        pass
-
-
-def _peak_rss(pid: int | str = "self") -> int | None:
-    """VmHWM of ``pid`` in bytes, or None when /proc is not available."""
-    try:
-        with open(f"/proc/{pid}/status") as f:
-            for line in f:
-                if line.startswith("VmHWM:"):
-                    return int(line.split()[1]) * 1024
-    except OSError:
-        pass
-    return None
-
-
-def _find_jvm() -> psutil.Process | None:
-    """The Spark JVM: the java process among this Python process's descendants."""
-    for p in psutil.Process().children(recursive=True):
-        try:
-            if p.name() == "java" or "java" in Path(p.exe()).name:
-                return p
-        except psutil.Error:
-            continue
-    return None
-
 
 def _cpu_snapshot() -> dict:
     """CPU seconds (user + system) so far of every process, by (pid, start time)."""
@@ -157,17 +127,17 @@ class Watch:
     def __enter__(self) -> "Watch":
         self.loadavg = os.getloadavg()[0]
         self._cpu0 = _cpu_snapshot()
-        _reset_peak(os.getpid())
+        reset_peak(os.getpid())
         if self.jvm is not None:
-            _reset_peak(self.jvm.pid)
+            reset_peak(self.jvm.pid)
         self._thread.start()
         return self
 
     def __exit__(self, *exc) -> None:
         self._stop.set()
         self._thread.join()
-        self.driver_peak = _peak_rss(os.getpid())
-        self.jvm_peak = _peak_rss(self.jvm.pid) if self.jvm is not None else None
+        self.driver_peak = peak_rss(os.getpid())
+        self.jvm_peak = peak_rss(self.jvm.pid) if self.jvm is not None else None
         cpu1 = _cpu_snapshot()
         me = psutil.Process()
         ours = {me.pid} | {q.pid for q in me.children(recursive=True)}
@@ -185,30 +155,6 @@ class Watch:
 
 
 # ---------------------------------------------------------------- helpers
-
-def _dir_size(path: Path) -> int:
-    return sum(f.stat().st_size for f in path.rglob("*") if f.is_file())
-
-
-def delta_files(table: Path) -> list[str]:
-    """The current data files of a Delta table, replayed from its JSON commits (no checkpoint expected)."""
-    log_dir = table / "_delta_log"
-    if not log_dir.is_dir():  # a parquet lake: every parquet file under the folder
-        return sorted(str(p) for p in table.rglob("*.parquet") if not p.name.startswith(("_", ".")))
-    if any(log_dir.glob("*.checkpoint*.parquet")):
-        raise RuntimeError(f"{log_dir} has a checkpoint: this reader only replays JSON commits")
-    files: dict[str, None] = {}
-    for commit in sorted(log_dir.glob("[0-9]*.json")):
-        for line in commit.read_text().splitlines():
-            action = json.loads(line) if line.strip() else {}
-            if "add" in action:
-                files[action["add"]["path"]] = None
-            elif "remove" in action:
-                files.pop(action["remove"]["path"], None)
-    from urllib.parse import unquote
-
-    return [str(table / unquote(p)) for p in files]
-
 
 def splitmix64(x, seed: int):
     """Vectorized splitmix64 of int64 ``x`` xor seed (uint64 numpy array)."""
@@ -327,14 +273,14 @@ def worker_reference(spec: dict) -> dict:
     return {"inner_s": seconds, "compute_s": compute_s, "cpu_s": time.process_time() - cpu0,
             "edges_read": read, "edges_kept": kept,
             "self_loops_dropped": loops,
-            "edge_retention": round(kept / (read - loops), 6) if read > loops else 0.0, "output_bytes": _dir_size(out)}
+            "edge_retention": round(kept / (read - loops), 6) if read > loops else 0.0, "output_bytes": dir_size(out)}
 
 
 def run_worker_main(kind: str, spec_json: str) -> None:
     """Entry point of a child process: run one worker, write its figures (and VmHWM) as JSON."""
     spec = json.loads(spec_json)
     result = (worker_metis if kind == "metis" else worker_reference)(spec)
-    result["peak_rss"] = _peak_rss()
+    result["peak_rss"] = peak_rss()
     Path(spec["result"]).write_text(json.dumps(result))
 
 
@@ -411,7 +357,7 @@ def run_partition(spark, lake: Path, out: Path, parts: int, seed: int, full_stat
             t1 = time.perf_counter()
     finally:
         job_log.removeHandler(handler)
-    size = _dir_size(out) if out.exists() else None
+    size = dir_size(out) if out.exists() else None
     shutil.rmtree(out, ignore_errors=True)
     return {"seconds": t1 - t0, "phases": _phases(t0, t1, handler.marks), "output_bytes": size,
             "edges_kept": stats["edges_kept"], "edge_retention": stats["edge_retention"],
@@ -594,7 +540,7 @@ def main(argv=None) -> None:
 
     log.info("starting Spark (%s)", args.master)
     spark = get_spark(master=args.master, app_name="bench_partition")
-    jvm = _find_jvm()
+    jvm = find_jvm()
     if jvm is None:
         log.warning("Spark JVM not found among this process's children: no JVM memory figures")
     workdir = Path(tempfile.mkdtemp(prefix="bench_partition_", dir="/tmp"))
@@ -612,9 +558,11 @@ def main(argv=None) -> None:
             lake = workdir / f"lake_{m}"
             log.info("=== %d edges, %d nodes: writing the lake", m, n)
             ingest_s = make_lake(spark, lake, m, n, args.feature_dim, seed)
-            files = delta_files(lake / "edges")
+            from tma_spark.train.graphdata import delta_live_files
+
+            files = delta_live_files(str(lake / "edges"))
             lakes.append({"edges": m, "nodes": n, "ingest_s": ingest_s, "edge_files": len(files),
-                          "edges_bytes": _dir_size(lake / "edges"), "nodes_bytes": _dir_size(lake / "nodes")})
+                          "edges_bytes": dir_size(lake / "edges"), "nodes_bytes": dir_size(lake / "nodes")})
             log.info("lake written in %.1f s: edges %.1f MB in %d files, nodes %.1f MB", ingest_s,
                      lakes[-1]["edges_bytes"] / MB, len(files), lakes[-1]["nodes_bytes"] / MB)
 

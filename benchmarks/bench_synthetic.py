@@ -45,6 +45,7 @@ from pathlib import Path
 import psutil
 import pyspark
 
+from common import dir_size, find_jvm, peak_rss, reset_peak
 from tma_spark.config import IngestConfig
 from tma_spark.ingest import ingest
 from tma_spark.session import get_spark
@@ -57,38 +58,6 @@ JOBS = ("ingest", "parquet", "noop")
 
 
 # ---------------------------------------------------------------- memory
-
-def _reset_peak(pid: int) -> None:
-    """Reset the kernel's peak-RSS counter (VmHWM) of ``pid`` (Linux; ignored elsewhere)."""
-    try:
-        with open(f"/proc/{pid}/clear_refs", "w") as f:
-            f.write("5")
-    except OSError:
-        pass
-
-
-def _peak_rss(pid: int) -> int | None:
-    """VmHWM of ``pid`` in bytes, or None when /proc is not available."""
-    try:
-        with open(f"/proc/{pid}/status") as f:
-            for line in f:
-                if line.startswith("VmHWM:"):
-                    return int(line.split()[1]) * 1024
-    except OSError:
-        pass
-    return None
-
-
-def _find_jvm() -> psutil.Process | None:
-    """The Spark JVM: the java process among this Python process's descendants."""
-    for p in psutil.Process().children(recursive=True):
-        try:
-            if p.name() == "java" or "java" in Path(p.exe()).name:
-                return p
-        except psutil.Error:
-            continue
-    return None
-
 
 class MemoryWatch:
     """Peak RSS of the driver, the JVM and the JVM's Python workers while the ``with`` block runs."""
@@ -110,9 +79,9 @@ class MemoryWatch:
             self.workers_peak = max(self.workers_peak, total)
 
     def __enter__(self) -> "MemoryWatch":
-        _reset_peak(os.getpid())
+        reset_peak(os.getpid())
         if self.jvm is not None:
-            _reset_peak(self.jvm.pid)
+            reset_peak(self.jvm.pid)
             self._thread.start()
         return self
 
@@ -120,15 +89,11 @@ class MemoryWatch:
         self._stop.set()
         if self._thread.is_alive():
             self._thread.join()
-        self.driver_peak = _peak_rss(os.getpid())
-        self.jvm_peak = _peak_rss(self.jvm.pid) if self.jvm is not None else None
+        self.driver_peak = peak_rss(os.getpid())
+        self.jvm_peak = peak_rss(self.jvm.pid) if self.jvm is not None else None
 
 
 # ---------------------------------------------------------------- jobs
-
-def _dir_size(path: Path) -> int:
-    return sum(f.stat().st_size for f in path.rglob("*") if f.is_file())
-
 
 def run_job(spark, job: str, cfg: SyntheticConfig, workdir: Path, jvm) -> dict:
     """Run one timed job in a fresh folder under ``workdir``; return its figures."""
@@ -145,7 +110,7 @@ def run_job(spark, job: str, cfg: SyntheticConfig, workdir: Path, jvm) -> dict:
             else:
                 edges.write.format("noop").mode("overwrite").save()
         seconds = time.perf_counter() - t0
-    size = _dir_size(out) if out.exists() else None
+    size = dir_size(out) if out.exists() else None
     shutil.rmtree(out, ignore_errors=True)
     return {"seconds": seconds, "edges_per_s": cfg.edges / seconds, "output_bytes": size,
             "driver_peak_rss": mem.driver_peak, "jvm_peak_rss": mem.jvm_peak,
@@ -198,7 +163,7 @@ def main(argv=None) -> None:
 
     log.info("starting Spark (%s)", args.master)
     spark = get_spark(master=args.master, app_name="bench_synthetic")
-    jvm = _find_jvm()
+    jvm = find_jvm()
     if jvm is None:
         log.warning("Spark JVM not found among this process's children: no JVM memory figures")
     workdir = Path(tempfile.mkdtemp(prefix="bench_synthetic_", dir="/tmp"))

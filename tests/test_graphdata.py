@@ -3,7 +3,6 @@
 import numpy as np
 import pyarrow as pa
 import pytest
-import torch
 
 from tma_spark.train.graphdata import build_graph, delta_live_files, read_table
 

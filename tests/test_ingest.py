@@ -1,7 +1,6 @@
 """Ingest of valid inputs in every accepted shape, read back through real Delta tables."""
 
 import json
-import os
 
 import numpy as np
 import pytest

@@ -3,7 +3,6 @@
 import itertools
 
 import pytest
-from pyspark.sql import functions as F
 
 from tma_spark.errors import TmaSparkError
 from tma_spark.partition import PartitionConfig, partition

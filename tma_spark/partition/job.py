@@ -26,7 +26,7 @@ from pyspark.sql import DataFrame, Observation, SparkSession
 from pyspark.sql import functions as F
 
 from .. import fs
-from ..errors import ConfigError, TmaSparkError
+from ..errors import ConfigError
 from ..lake import LAKE_FORMATS, check_output_path, open_lake
 from . import strategies, supernodes
 from .stats import partition_stats, write_stats_png
