@@ -1,4 +1,4 @@
-"""Partitioning of a lake into K parts: RandomTMA, METIS (PSGD-PA baseline), with diagnostics."""
+"""Partitioning of a lake into K parts: RandomTMA, SuperTMA, METIS (PSGD-PA baseline), with diagnostics."""
 
 from .job import PartitionConfig, partition
 
