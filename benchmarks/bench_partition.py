@@ -55,7 +55,6 @@ and a markdown copy next to it (same name, ``.md``) with the command used.
 from __future__ import annotations
 
 import argparse
-import datetime as dt
 import json
 import logging
 import os
@@ -72,6 +71,7 @@ from pathlib import Path
 
 import psutil
 
+import common
 from common import dir_size, find_jvm, peak_rss, reset_peak
 
 log = logging.getLogger("bench_partition")
@@ -477,30 +477,19 @@ def summarize(rows: list[dict], sizes: list[int]) -> tuple[dict, str]:
 
 
 def machine_info(spark) -> dict:
+    """:func:`common.machine_info` plus the CPU model, library versions and Spark memory settings."""
     import numpy
     import pyarrow
     import pymetis
-    import pyspark
 
-    vm = psutil.virtual_memory()
-    return {
-        "nproc": os.cpu_count(),
-        "total_ram_bytes": vm.total,
-        "platform": platform.platform(),
-        "cpu": next((line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo") if line.startswith("model name")),
-                    platform.processor()) if os.path.exists("/proc/cpuinfo") else platform.processor(),
-        "python": platform.python_version(),
-        "pyspark": pyspark.__version__,
-        "pyarrow": pyarrow.__version__,
-        "numpy": numpy.__version__,
-        "pymetis": getattr(pymetis, "version", "?"),
-        "java": spark.sparkContext._jvm.java.lang.System.getProperty("java.version"),
-        "spark_master": spark.sparkContext.master,
-        "default_parallelism": spark.sparkContext.defaultParallelism,
-        "driver_memory": spark.sparkContext.getConf().get("spark.driver.memory", "?"),
-        "shuffle_partitions": spark.conf.get("spark.sql.shuffle.partitions"),
-        "date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
-    }
+    cpu = platform.processor()
+    if os.path.exists("/proc/cpuinfo"):
+        cpu = next((line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo") if line.startswith("model name")),
+                   cpu)
+    return {**common.machine_info(spark), "cpu": cpu, "pyarrow": pyarrow.__version__, "numpy": numpy.__version__,
+            "pymetis": getattr(pymetis, "version", "?"),
+            "driver_memory": spark.sparkContext.getConf().get("spark.driver.memory", "?"),
+            "shuffle_partitions": spark.conf.get("spark.sql.shuffle.partitions")}
 
 
 # ---------------------------------------------------------------- main

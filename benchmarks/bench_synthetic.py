@@ -28,11 +28,9 @@ and a markdown copy next to it (same name, ``.md``) with the command used.
 from __future__ import annotations
 
 import argparse
-import datetime as dt
 import json
 import logging
 import os
-import platform
 import shlex
 import shutil
 import statistics
@@ -43,9 +41,8 @@ import time
 from pathlib import Path
 
 import psutil
-import pyspark
 
-from common import dir_size, find_jvm, peak_rss, reset_peak
+from common import dir_size, find_jvm, machine_info, peak_rss, reset_peak
 from tma_spark.config import IngestConfig
 from tma_spark.ingest import ingest
 from tma_spark.session import get_spark
@@ -132,20 +129,6 @@ def markdown_table(rows: list[dict]) -> str:
                      f"| {_mb(r['output_bytes'])} | {_mb(r['driver_peak_rss'])} | {_mb(r['jvm_peak_rss'])} "
                      f"| {_mb(r['workers_peak_rss'])} |")
     return "\n".join(lines)
-
-
-def machine_info(spark) -> dict:
-    return {
-        "nproc": os.cpu_count(),
-        "total_ram_bytes": psutil.virtual_memory().total,
-        "platform": platform.platform(),
-        "python": platform.python_version(),
-        "pyspark": pyspark.__version__,
-        "java": spark.sparkContext._jvm.java.lang.System.getProperty("java.version"),
-        "spark_master": spark.sparkContext.master,
-        "default_parallelism": spark.sparkContext.defaultParallelism,
-        "date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
-    }
 
 
 def main(argv=None) -> None:

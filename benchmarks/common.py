@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import datetime as dt
+import os
+import platform
 from pathlib import Path
 
 import psutil
 
-__all__ = ["reset_peak", "peak_rss", "find_jvm", "dir_size"]
+__all__ = ["reset_peak", "peak_rss", "find_jvm", "dir_size", "machine_info"]
 
 
 def reset_peak(pid: int) -> None:
@@ -44,3 +47,20 @@ def find_jvm() -> psutil.Process | None:
 def dir_size(path: Path) -> int:
     """Total bytes of the files under ``path``."""
     return sum(f.stat().st_size for f in path.rglob("*") if f.is_file())
+
+
+def machine_info(spark) -> dict:
+    """The machine and Spark set-up a benchmark ran on, for its results file."""
+    import pyspark
+
+    return {
+        "nproc": os.cpu_count(),
+        "total_ram_bytes": psutil.virtual_memory().total,
+        "platform": platform.platform(),
+        "python": platform.python_version(),
+        "pyspark": pyspark.__version__,
+        "java": spark.sparkContext._jvm.java.lang.System.getProperty("java.version"),
+        "spark_master": spark.sparkContext.master,
+        "default_parallelism": spark.sparkContext.defaultParallelism,
+        "date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+    }
