@@ -547,7 +547,7 @@ def main(argv=None) -> None:
             lake = workdir / f"lake_{m}"
             log.info("=== %d edges, %d nodes: writing the lake", m, n)
             ingest_s = make_lake(spark, lake, m, n, args.feature_dim, seed)
-            from tma_spark.train.graphdata import delta_live_files
+            from tma_spark.delta_log import delta_live_files  # torch-free: keeps the driver RSS honest
 
             files = delta_live_files(str(lake / "edges"))
             lakes.append({"edges": m, "nodes": n, "ingest_s": ingest_s, "edge_files": len(files),

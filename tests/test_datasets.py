@@ -63,3 +63,11 @@ def test_npz_missing_keys_and_not_npz(tmp_path):
     junk.write_text("not a zip")
     with pytest.raises(TmaSparkError, match="not a readable npz"):
         datasets.load_npz(junk)
+
+
+@pytest.mark.parametrize("values", [[], [5], [3, 1, 3, 2, 1], list(range(100, 0, -7)) * 3])
+def test_unique_int64_equals_np_unique(values):
+    from tma_spark.arrays import unique_int64
+
+    x = np.asarray(values, dtype=np.int64)
+    assert np.array_equal(unique_int64(x), np.unique(x))

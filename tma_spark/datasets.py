@@ -22,6 +22,7 @@ from typing import Iterator, Optional, Sequence, Tuple
 
 import numpy as np
 
+from .arrays import unique_int64
 from .errors import TmaSparkError
 from .lake import SPLITS
 
@@ -98,7 +99,7 @@ def undirected_pairs(indptr: np.ndarray, indices: np.ndarray) -> Tuple[np.ndarra
     cols = indices.astype(np.int64)
     lo, hi = np.minimum(rows, cols), np.maximum(rows, cols)
     n = max(int(hi.max(initial=0)) + 1, len(indptr) - 1)
-    keys = np.unique(lo * n + hi)
+    keys = unique_int64(lo * n + hi)
     return keys // n, keys % n
 
 

@@ -15,6 +15,7 @@ import numpy as np
 from pyspark.sql import Column, DataFrame, SparkSession
 from pyspark.sql import functions as F
 
+from ..arrays import unique_int64
 from ..errors import TmaSparkError
 
 __all__ = ["random_part", "metis_assignment", "METIS_MAX_EDGES"]
@@ -46,7 +47,7 @@ def metis_assignment(spark: SparkSession, edges: DataFrame, num_nodes: int, part
     src = arrow.column("src").to_numpy()
     dst = arrow.column("dst").to_numpy()
     a, b = np.concatenate([src, dst]), np.concatenate([dst, src])
-    keys = np.unique(a * num_nodes + b)  # symmetric, without duplicates
+    keys = unique_int64(a * num_nodes + b)  # symmetric, without duplicates
     a, b = keys // num_nodes, keys % num_nodes
     xadj = np.zeros(num_nodes + 1, dtype=np.int64)
     np.cumsum(np.bincount(a, minlength=num_nodes), out=xadj[1:])

@@ -8,11 +8,8 @@ This keeps trainer tasks free of the SparkSession and of Petastorm (see README).
 
 from __future__ import annotations
 
-import json
-import os
 from dataclasses import dataclass
 from typing import List, Optional
-from urllib.parse import unquote
 
 import numpy as np
 import pyarrow as pa
@@ -20,38 +17,12 @@ import pyarrow.dataset as ds
 import pyarrow.parquet as pq
 import torch
 
-from ..errors import TmaSparkError
+from ..arrays import unique_int64
+from ..delta_log import _local, delta_live_files
 
 __all__ = ["delta_live_files", "read_table", "GraphTensors", "build_graph", "SPLIT_CODES"]
 
 SPLIT_CODES = {"train": 0, "val": 1, "test": 2}
-
-
-def _local(path: str) -> str:
-    return path[len("file:"):] if path.startswith("file:") else path
-
-
-def delta_live_files(table: str, partition: Optional[dict] = None) -> List[str]:
-    """Live data files of a Delta table (JSON log replay), optionally filtered by partition values."""
-    table = _local(table)
-    log_dir = os.path.join(table, "_delta_log")
-    if not os.path.isdir(log_dir):
-        raise TmaSparkError(f"{table} is not a Delta table (no _delta_log).")
-    commits = sorted(f for f in os.listdir(log_dir) if f.endswith(".json") and f[:20].isdigit())
-    if any(f.endswith(".checkpoint.parquet") for f in os.listdir(log_dir)) and not commits[:1] == ["0" * 20 + ".json"]:
-        raise TmaSparkError(f"{table}: Delta log starts at a checkpoint; rewrite the table with tma_spark.")
-    live = {}
-    for name in commits:
-        with open(os.path.join(log_dir, name)) as fh:
-            for line in fh:
-                action = json.loads(line)
-                if "add" in action:
-                    live[action["add"]["path"]] = action["add"].get("partitionValues", {})
-                elif "remove" in action:
-                    live.pop(action["remove"]["path"], None)
-    want = {k: str(v) for k, v in (partition or {}).items()}
-    return [os.path.join(table, unquote(p)) for p, pv in sorted(live.items())
-            if all(pv.get(k) == v for k, v in want.items())]
 
 
 def read_table(table: str, fmt: str, columns: List[str], partition: Optional[dict] = None) -> pa.Table:
@@ -108,7 +79,7 @@ def build_graph(nodes: pa.Table, edges: pa.Table) -> GraphTensors:
     s_loc, d_loc = np.minimum(s_loc, max(n - 1, 0)), np.minimum(d_loc, max(n - 1, 0))
     ok = (n > 0) & (ids[s_loc] == src) & (ids[d_loc] == dst) & (src != dst) if n else np.zeros(0, bool)
     a, b = s_loc[ok], d_loc[ok]
-    keys = np.unique(np.concatenate([a * n + b, b * n + a]))  # symmetric, deduplicated
+    keys = unique_int64(np.concatenate([a * n + b, b * n + a]))  # symmetric, deduplicated
     edge_index = torch.from_numpy(np.stack([keys // n, keys % n]).astype(np.int64)) if n else torch.zeros(2, 0, dtype=torch.long)
     return GraphTensors(torch.from_numpy(ids.astype(np.int64)), torch.from_numpy(x), torch.from_numpy(y),
                         torch.from_numpy(split), edge_index)
