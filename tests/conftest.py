@@ -1,7 +1,6 @@
 """Shared fixtures: one real local SparkSession (with Delta) for the whole suite."""
 
 import os
-import sys
 from pathlib import Path
 
 import pytest
@@ -46,7 +45,3 @@ def cli(spark, capsys):
         return code, out, err
 
     return run
-
-
-def python_exe() -> str:
-    return sys.executable

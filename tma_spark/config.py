@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass
 from typing import Optional, Tuple
 
 from .errors import ConfigError
@@ -37,7 +37,6 @@ class IngestConfig:
     split_fractions: Tuple[float, float, float] = (0.6, 0.2, 0.2)
     feature_dim: int = 128  # random features for datasets that have none (ogbn-arxiv)
     directed: bool = False  # for table inputs: are edges directed?
-    extra: dict = field(default_factory=dict)
 
     def source_kind(self) -> str:
         kinds = [k for k, v in (("tables", self.nodes or self.edges), ("dataset", self.dataset),
@@ -66,6 +65,3 @@ class IngestConfig:
         if self.synthetic is not None:
             self.synthetic.validate()
         return self
-
-    def to_dict(self) -> dict:
-        return asdict(self)

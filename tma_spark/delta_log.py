@@ -12,16 +12,17 @@ from urllib.parse import unquote
 
 from .errors import TmaSparkError
 
-__all__ = ["delta_live_files"]
+__all__ = ["delta_live_files", "local_path"]
 
 
-def _local(path: str) -> str:
+def local_path(path: str) -> str:
+    """A filesystem path for a ``file:`` URI or plain path."""
     return path[len("file:"):] if path.startswith("file:") else path
 
 
 def delta_live_files(table: str, partition: Optional[dict] = None) -> List[str]:
     """Live data files of a Delta table (JSON log replay), optionally filtered by partition values."""
-    table = _local(table)
+    table = local_path(table)
     log_dir = os.path.join(table, "_delta_log")
     if not os.path.isdir(log_dir):
         raise TmaSparkError(f"{table} is not a Delta table (no _delta_log).")

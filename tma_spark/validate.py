@@ -137,7 +137,6 @@ class NodeCheck:
     num_nodes: int
     feature_dim: int
     num_classes: int
-    num_labelled: int
     dense_ids: bool
 
 
@@ -209,7 +208,7 @@ def check_nodes(nodes: DataFrame, table: str = "nodes", num_classes: Optional[in
     classes = num_classes if num_classes is not None else ((row["max_label"] + 1) if row["labelled"] else 0)
     dense = (id_kind(nodes.schema["id"].dataType) == "int" and row["min_id"] == 0 and row["max_id"] == n - 1)
     return NodeCheck(num_nodes=n, feature_dim=row["min_dim"], num_classes=classes,
-                     num_labelled=row["labelled"], dense_ids=dense)
+                     dense_ids=dense)
 
 
 def check_edges(edges: DataFrame, nodes: DataFrame, table: str = "edges") -> int:

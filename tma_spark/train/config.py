@@ -48,7 +48,6 @@ class TrainConfig:
     weighting: str = "none"
     llcg_steps: int = 5
     seed: int = 0
-    task_cpus: int = 1
     overwrite: bool = False
 
     def validate(self) -> "TrainConfig":

@@ -222,7 +222,7 @@ def train(spark: SparkSession, cfg: TrainConfig) -> dict:
     source, k, strategy = _source(spark, cfg, lake)
     check_slots(spark, k)
     run_dir = _prepare_run_dir(cfg.out, cfg.overwrite)
-    threads = int(spark.sparkContext.getConf().get("spark.task.cpus", str(cfg.task_cpus)))
+    threads = int(spark.sparkContext.getConf().get("spark.task.cpus", "1"))
     if k == 1 and spark.sparkContext.master.startswith("local"):
         threads = os.cpu_count() or threads  # one trainer on one machine uses all its cores, as PyG would
     _write_json(os.path.join(run_dir, "config.json"),

@@ -18,7 +18,7 @@ import pyarrow.parquet as pq
 import torch
 
 from ..arrays import unique_int64
-from ..delta_log import _local, delta_live_files
+from ..delta_log import delta_live_files, local_path
 
 __all__ = ["delta_live_files", "read_table", "GraphTensors", "build_graph", "SPLIT_CODES"]
 
@@ -27,7 +27,7 @@ SPLIT_CODES = {"train": 0, "val": 1, "test": 2}
 
 def read_table(table: str, fmt: str, columns: List[str], partition: Optional[dict] = None) -> pa.Table:
     """Read ``columns`` of a Delta or Parquet table (optionally one partition) into Arrow."""
-    table = _local(table)
+    table = local_path(table)
     if fmt == "delta":
         files = delta_live_files(table, partition)
         if not files:
