@@ -89,6 +89,13 @@ def test_partitions_from_another_lake_and_psgd_pa_on_random_parts(spark, cora_la
     ({"round_seconds": 0}, "--round-seconds 0 must be positive"),
     ({"time_limit": -5}, "--time-limit -5 must be positive"),
     ({"partitions": None}, "--mode tma needs --partitions"),
+    ({"task": "edge"}, "--task 'edge' is not supported"),
+    ({"sampler": "cluster"}, "--sampler 'cluster' is not one of"),
+    ({"fanouts": (10,)}, "must give one fan-out per layer (2)"),
+    ({"fanouts": (10, 0)}, "each at least 1 or -1"),
+    ({"eval": "none"}, "--eval 'none' is not one of"),
+    ({"eval_negatives": 0}, "--eval-negatives must be at least 1"),
+    ({"optimizer_state": "disk"}, "--optimizer-state 'disk' is not one of"),
 ])
 def test_bad_train_config(kwargs, fragment, tmp_path):
     base = {"lake": "x", "partitions": "p", "out": str(tmp_path / "r")}
@@ -110,3 +117,84 @@ def test_two_rounds_in_local_cluster_mode(cora_lake, cora_parts, tmp_path):
     assert summary["rounds"] == 2 and summary["best_val"] > 0.5
     rows = [json.loads(l) for l in (out / "metrics.jsonl").read_text().splitlines()]
     assert len(rows) == 2 and all(len(r["steps"]) == 2 for r in rows)
+
+
+def _rows(out):
+    return [json.loads(line) for line in (Path(out) / "metrics.jsonl").read_text().splitlines()]
+
+
+def test_link_prediction_holds_out_val_and_test_edges_and_reports_mrr(spark, cora_lake, cora_parts, tmp_path):
+    import pyarrow as pa
+
+    from tma_spark.train.graphdata import message_passing_edges
+
+    edges = pa.table({"src": [0, 1, 2, 3], "dst": [1, 2, 3, 0], "split": ["train", "val", None, "test"]})
+    kept = message_passing_edges(edges, "link")
+    assert kept.column("src").to_pylist() == [0, 2]  # train and unsplit edges only
+    assert message_passing_edges(edges, "node").num_rows == 4
+
+    out = tmp_path / "run"
+    s = train(spark, TrainConfig(lake=cora_lake, partitions=cora_parts, out=str(out), task="link", round_seconds=2,
+                                 max_rounds=2, hidden=32, eval_negatives=50))
+    assert s["task"] == "link" and s["metric"] == "mrr" and s["eval"] == "full"
+    # A random scorer ranks the true edge about in the middle of 50 negatives (MRR ~ 0.08).
+    assert s["best_val"] > 0.25 and s["test"] > 0.25
+    model = build_model("sage", 1433, 32, 32)  # link models output embeddings of the hidden size
+    model.load_state_dict(torch.load(out / "best.pt", weights_only=True))
+
+
+def test_neighbour_sampling_with_sampled_evaluation(spark, cora_lake, cora_parts, tmp_path):
+    out = tmp_path / "run"
+    s = train(spark, TrainConfig(lake=cora_lake, partitions=cora_parts, out=str(out), sampler="neighbor",
+                                 fanouts=(10, 5), batch_size=128, eval="sampled", eval_nodes=300, round_seconds=2,
+                                 max_rounds=2, hidden=32))
+    rows = _rows(out)
+    assert s["eval"] == "sampled" and all(r["samplers"] == ["neighbor"] for r in rows)
+    # Mini-batch steps are far cheaper than full-batch ones: many steps per round.
+    assert min(min(r["steps"]) for r in rows) > 10
+    assert s["best_val"] > 0.5
+    assert json.loads((out / "config.json").read_text())["fanouts"] == [10, 5]
+
+
+@pytest.mark.parametrize("kind", ["sage", "gcn"])
+def test_sampled_evaluation_equals_exact_evaluation_on_the_sampled_targets(spark, cora_lake, kind):
+    from tma_spark.lake import open_lake
+    from tma_spark.train.evaluation import build_evaluator
+
+    lake = open_lake(spark, cora_lake)
+    cfg = TrainConfig(lake=cora_lake, out="unused", mode="central", model=kind, eval_nodes=10_000)  # every target
+    exact = build_evaluator(spark, lake, cfg)
+    sampled = build_evaluator(spark, lake, TrainConfig(**{**cfg.to_dict(), "eval": "sampled"}))
+    assert exact.exact and not sampled.exact
+    assert sampled.targets["val"].numel() == int(exact.targets["val"].numel()) == 542
+    model = build_model(kind, 1433, 16, 7, seed=3)
+    a, b = exact.evaluate(model), sampled.evaluate(model)
+    assert a["val"] == pytest.approx(b["val"]) and a["test"] == pytest.approx(b["test"])
+
+
+def test_llcg_on_metis_parts_and_resident_optimizer_state(spark, cora_lake, tmp_path):
+    parts = str(tmp_path / "metis")
+    partition(spark, PartitionConfig(lake=cora_lake, out=parts, parts=2, strategy="metis"))
+    s = train(spark, TrainConfig(lake=cora_lake, partitions=parts, out=str(tmp_path / "llcg"), mode="llcg",
+                                 round_seconds=1, max_rounds=2, hidden=16, llcg_steps=2))
+    assert s["mode"] == "llcg" and s["partition_strategy"] == "metis" and s["best_val"] > 0.3
+    out = tmp_path / "resident"
+    s = train(spark, TrainConfig(lake=cora_lake, partitions=parts, out=str(out), mode="psgd-pa", round_seconds=1,
+                                 max_rounds=3, hidden=16, optimizer_state="resident"))
+    rows = _rows(out)
+    assert len(rows) == 3 and all(0 <= r["optimizer_state_misses"] <= 2 for r in rows)
+    assert s["best_val"] > 0.3
+
+
+def test_link_task_needs_an_edge_split(spark, cora_lake, tmp_path):
+    import shutil
+
+    from tma_spark.lake import META_FILE
+
+    lake = tmp_path / "lake"
+    shutil.copytree(cora_lake, lake)
+    meta = json.loads((lake / META_FILE).read_text())
+    (lake / META_FILE).write_text(json.dumps({**meta, "has_edge_split": False}))
+    with pytest.raises(TmaSparkError, match="no edge split"):
+        train(spark, TrainConfig(lake=str(lake), out=str(tmp_path / "run"), mode="central", task="link"))
+    assert not (tmp_path / "run").exists()

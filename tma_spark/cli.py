@@ -36,14 +36,21 @@ def _count(text: str, flag: str) -> int:
     return int(value)
 
 
-def _fractions(text: str) -> tuple:
+def _fractions(text: str, flag: str = "--split") -> tuple:
     try:
         parts = tuple(float(x) for x in text.split(","))
     except ValueError:
-        raise ConfigError(f"--split {text!r} must be three comma-separated fractions, e.g. 0.6,0.2,0.2.") from None
+        raise ConfigError(f"{flag} {text!r} must be three comma-separated fractions, e.g. 0.6,0.2,0.2.") from None
     if len(parts) != 3:
-        raise ConfigError(f"--split {text!r} must have three fractions (train,val,test).")
+        raise ConfigError(f"{flag} {text!r} must have three fractions (train,val,test).")
     return parts
+
+
+def _ints(text: str, flag: str) -> tuple:
+    try:
+        return tuple(int(x) for x in text.split(","))
+    except ValueError:
+        raise ConfigError(f"{flag} {text!r} must be comma-separated whole numbers, e.g. 25,10.") from None
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -75,6 +82,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="synthetic: feature dimension (default 64); datasets without features: random dim (128)")
     p.add_argument("--seed", type=int, default=0, help="seed of the synthetic graph, random split and features")
     p.add_argument("--split", default="0.6,0.2,0.2", help="train,val,test fractions of the seeded node split")
+    p.add_argument("--edge-split", default="0.9,0.05,0.05",
+                   help="train,val,test fractions of the seeded edge split (link prediction), used when the "
+                   "edges have no split column")
     p.add_argument("--num-classes", type=int, help="number of classes C (labels must be 0..C-1; default max+1)")
     p.add_argument("--directed", action="store_true", help="table input: edges are directed")
     p.add_argument("--lake-format", default="delta", choices=LAKE_FORMATS)
@@ -102,7 +112,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--lake", required=True)
     p.add_argument("--partitions", help="PARTS folder from 'tma-spark partition' (not needed for --mode central)")
     p.add_argument("--out", required=True, help="run folder")
-    p.add_argument("--task", default="node", help="node (node classification)")
+    p.add_argument("--task", default="node", help="node (classification, accuracy) | link (prediction, MRR)")
     p.add_argument("--model", default="sage", help="sage | gcn | gat | mlp")
     p.add_argument("--mode", default="tma", help="tma | central | psgd-pa | llcg")
     p.add_argument("--round-seconds", "-T", type=float, default=30.0, help="seconds between averagings (T)")
@@ -115,6 +125,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--lr", type=float, default=0.005)
     p.add_argument("--weighting", default="none", help="none (paper) | nodes | edges")
     p.add_argument("--llcg-steps", type=int, default=5, help="llcg: server correction steps per round")
+    p.add_argument("--sampler", default="auto", help="full (full-batch on each part) | neighbor (mini-batches with "
+                   "neighbour sampling) | auto (full while the part is small enough; default)")
+    p.add_argument("--fanouts", help="neighbor: neighbours sampled per hop, hop 1 first, one per layer; -1 = all "
+                   "(default 25,10 for 2 layers)")
+    p.add_argument("--batch-size", type=int, default=1024, help="neighbor: target nodes (or edges) per step")
+    p.add_argument("--eval", default="auto", help="full (exact, whole graph on the driver) | sampled (fixed sample "
+                   "of targets, neighbourhoods extracted by Spark once) | auto (full up to 2e7 edges)")
+    p.add_argument("--eval-nodes", type=int, default=5000, help="sampled eval: validation and test nodes each")
+    p.add_argument("--eval-edges", type=int, default=5000, help="link: validation and test edges scored each")
+    p.add_argument("--eval-negatives", type=int, default=100, help="link: negatives per edge for MRR")
+    p.add_argument("--optimizer-state", default="shipped", help="shipped (travels with each round's task; "
+                   "default) | resident (stays in the task's Python worker)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--overwrite", action="store_true", help="replace an existing run folder")
 
@@ -142,7 +164,8 @@ def _ingest_config(args: argparse.Namespace) -> IngestConfig:
         lake=args.lake, nodes=nodes, edges=edges, input_format=args.input_format, dataset=args.dataset,
         npz=args.npz, synthetic=synth, data_dir=args.data_dir, lake_format=args.lake_format,
         overwrite=args.overwrite, num_classes=args.num_classes, split_seed=args.seed,
-        split_fractions=_fractions(args.split), feature_dim=args.feature_dim or 128, directed=args.directed,
+        split_fractions=_fractions(args.split),
+        edge_split_fractions=_fractions(args.edge_split, "--edge-split"), feature_dim=args.feature_dim or 128, directed=args.directed,
     ).validate()
 
 
@@ -197,6 +220,9 @@ def run(argv: Optional[List[str]] = None) -> int:
             mode=args.mode, round_seconds=args.round_seconds, time_limit=args.time_limit, max_rounds=args.max_rounds,
             patience=args.patience, hidden=args.hidden, layers=args.layers, dropout=args.dropout, lr=args.lr,
             weighting=args.weighting, llcg_steps=args.llcg_steps, seed=args.seed, overwrite=args.overwrite,
+            sampler=args.sampler, fanouts=_ints(args.fanouts, "--fanouts") if args.fanouts else None, batch_size=args.batch_size,
+            eval=args.eval, eval_nodes=args.eval_nodes, eval_edges=args.eval_edges,
+            eval_negatives=args.eval_negatives, optimizer_state=args.optimizer_state,
         ).validate()
     from .session import get_spark, running_under_cluster_launcher
 

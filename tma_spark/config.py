@@ -35,6 +35,7 @@ class IngestConfig:
     num_classes: Optional[int] = None
     split_seed: int = 0
     split_fractions: Tuple[float, float, float] = (0.6, 0.2, 0.2)
+    edge_split_fractions: Tuple[float, float, float] = (0.9, 0.05, 0.05)  # when the edges have no split
     feature_dim: int = 128  # random features for datasets that have none (ogbn-arxiv)
     directed: bool = False  # for table inputs: are edges directed?
 
@@ -60,6 +61,9 @@ class IngestConfig:
             raise ConfigError(f"--lake-format {self.lake_format!r} is not one of {', '.join(LAKE_FORMATS)}.")
         if self.num_classes is not None and self.num_classes < 1:
             raise ConfigError(f"--num-classes {self.num_classes} must be at least 1.")
+        for flag, fr in (("--split", self.split_fractions), ("--edge-split", self.edge_split_fractions)):
+            if len(fr) != 3 or min(fr) < 0 or abs(sum(fr) - 1.0) > 1e-6:
+                raise ConfigError(f"{flag} {','.join(map(str, fr))} must be three non-negative fractions summing to 1.")
         if self.feature_dim < 1:
             raise ConfigError(f"--feature-dim {self.feature_dim} must be at least 1.")
         if self.synthetic is not None:

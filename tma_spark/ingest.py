@@ -15,7 +15,7 @@ from typing import Optional, Tuple
 import numpy as np
 import pyarrow as pa
 from pyspark.errors import AnalysisException
-from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import Column, DataFrame, SparkSession
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
@@ -25,7 +25,7 @@ from .errors import TmaSparkError
 from .lake import EDGE_SCHEMA, NODE_SCHEMA, Lake, LakeMeta, check_output_path, write_lake
 from .validate import check_edges, check_nodes, normalize_edges, normalize_nodes
 
-__all__ = ["ingest", "read_input_table", "graph_to_frames", "assign_dense_ids"]
+__all__ = ["ingest", "read_input_table", "graph_to_frames", "assign_dense_ids", "edge_split_column"]
 
 log = logging.getLogger(__name__)
 
@@ -69,6 +69,19 @@ def assign_dense_ids(nodes: DataFrame, edges: DataFrame) -> Tuple[DataFrame, Dat
     return nodes, edges, id_map
 
 
+def edge_split_column(seed: int, fractions, directed: bool) -> Column:
+    """A seeded train/val/test split of edges for link prediction, as a column expression (no shuffle).
+
+    Each edge draws ``u = xxhash64(pair, seed) mod 10^6 / 10^6`` and falls into train, val or test by the
+    cumulative ``fractions``. For undirected graphs the pair is ordered (least, greatest) so that both
+    directions of an edge, if present, land in the same split.
+    """
+    a, b = (F.col("src"), F.col("dst")) if directed else (F.least("src", "dst"), F.greatest("src", "dst"))
+    u = F.pmod(F.xxhash64(a, b, F.lit(int(seed))), F.lit(1_000_000)) / F.lit(1_000_000.0)
+    train, val = float(fractions[0]), float(fractions[0]) + float(fractions[1])
+    return F.when(u < train, "train").when(u < val, "val").otherwise("test")
+
+
 def graph_to_frames(spark: SparkSession, graph: datasets.GraphArrays) -> Tuple[DataFrame, DataFrame]:
     """DataFrames of an in-memory graph, shipped as Arrow batches (works on a cluster too)."""
     batches = []
@@ -105,9 +118,10 @@ def ingest(spark: SparkSession, cfg: IngestConfig) -> Lake:
     kind = cfg.source_kind()
     if kind == "synthetic":
         nodes, edges = synthetic.generate(spark, cfg.synthetic)
+        edges = edges.withColumn("split", edge_split_column(cfg.split_seed, cfg.edge_split_fractions, False))
         s = cfg.synthetic
         meta = LakeMeta(format=cfg.lake_format, num_nodes=s.nodes, num_edges=s.edges, feature_dim=s.feature_dim,
-                        num_classes=s.communities, has_id_map=False, has_edge_split=False, directed=False,
+                        num_classes=s.communities, has_id_map=False, has_edge_split=True, directed=False,
                         source={"kind": "synthetic", **s.__dict__})
         log.info("generating a synthetic graph of %d nodes and %d edges", s.nodes, s.edges)
         lake = write_lake(spark, lake_path, nodes, edges, None, meta, overwrite=cfg.overwrite)
@@ -136,10 +150,15 @@ def ingest(spark: SparkSession, cfg: IngestConfig) -> Lake:
         if not node_check.dense_ids:
             log.info("input ids are not dense 0..N-1: assigning dense ids and writing id_map")
             nodes, edges, id_map = assign_dense_ids(nodes, edges)
+        if "split" not in edges.columns:
+            source = {**source, "edge_split": {"seed": cfg.split_seed, "fractions": list(cfg.edge_split_fractions)}}
+            log.info("edges have no split: adding a seeded %s edge split for link prediction",
+                     "/".join(f"{f:g}" for f in cfg.edge_split_fractions))
+            edges = edges.withColumn("split", edge_split_column(cfg.split_seed, cfg.edge_split_fractions, directed))
         meta = LakeMeta(
             format=cfg.lake_format, num_nodes=node_check.num_nodes, num_edges=num_edges,
             feature_dim=node_check.feature_dim, num_classes=node_check.num_classes, has_id_map=id_map is not None,
-            has_edge_split="split" in edges.columns, directed=directed, source=source,
+            has_edge_split=True, directed=directed, source=source,
         )
         lake = write_lake(spark, lake_path, nodes, edges, id_map, meta, overwrite=cfg.overwrite)
     finally:

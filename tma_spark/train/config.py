@@ -3,16 +3,19 @@
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
-from typing import Optional
+from typing import Optional, Tuple
 
 from ..errors import ConfigError
 from .models import MODELS
 
-__all__ = ["TrainConfig", "MODES", "TASKS", "WEIGHTINGS"]
+__all__ = ["TrainConfig", "MODES", "TASKS", "WEIGHTINGS", "SAMPLERS", "EVAL_MODES", "OPTIMIZER_STATES"]
 
 MODES = ("tma", "central", "psgd-pa", "llcg")
-TASKS = ("node",)
+TASKS = ("node", "link")
 WEIGHTINGS = ("none", "nodes", "edges")
+SAMPLERS = ("auto", "full", "neighbor")
+EVAL_MODES = ("auto", "full", "sampled")
+OPTIMIZER_STATES = ("shipped", "resident")
 
 
 @dataclass
@@ -29,6 +32,16 @@ class TrainConfig:
         time_limit: total training budget in seconds.
         max_rounds / patience: optional stops (patience = rounds without a better validation metric).
         weighting: ``none`` (unweighted mean, as in the paper), ``nodes`` or ``edges``.
+        task: ``node`` (classification, accuracy) or ``link`` (prediction, MRR against sampled negatives;
+            validation and test edges are held out of the graph the model sees).
+        sampler: ``full`` (full-batch on the part), ``neighbor`` (mini-batches of ``batch_size`` targets with
+            ``fanouts`` neighbours per hop, hop 1 first) or ``auto`` (by part size).
+        eval: ``full`` (exact, whole graph on the driver), ``sampled`` (a fixed sample of ``eval_nodes``
+            validation/test nodes, or ``eval_edges`` edges, whose neighbourhoods Spark extracts once) or
+            ``auto`` (full up to ``EVAL_MAX_EDGES`` edges).
+        eval_negatives: negatives per validation/test edge for MRR (link task).
+        optimizer_state: ``shipped`` (Adam state travels with each round's task) or ``resident`` (stays in
+            the task's Python worker; lost when Spark moves the task).
     """
 
     lake: str
@@ -47,6 +60,14 @@ class TrainConfig:
     lr: float = 0.005
     weighting: str = "none"
     llcg_steps: int = 5
+    sampler: str = "auto"
+    fanouts: Optional[Tuple[int, ...]] = None  # default: 25 for hop 1, 10 for each further hop
+    batch_size: int = 1024
+    eval: str = "auto"
+    eval_nodes: int = 5000
+    eval_edges: int = 5000
+    eval_negatives: int = 100
+    optimizer_state: str = "shipped"
     seed: int = 0
     overwrite: bool = False
 
@@ -65,6 +86,16 @@ class TrainConfig:
             (0.0 <= self.dropout < 1.0, f"--dropout {self.dropout} must be in [0, 1)."),
             (self.lr > 0, f"--lr {self.lr} must be positive."),
             (self.llcg_steps >= 1, f"--llcg-steps {self.llcg_steps} must be at least 1."),
+            (self.sampler in SAMPLERS, f"--sampler {self.sampler!r} is not one of {', '.join(SAMPLERS)}."),
+            (len(self.hop_fanouts) == self.layers and all(f == -1 or f >= 1 for f in self.hop_fanouts),
+             f"--fanouts {','.join(map(str, self.hop_fanouts))} must give one fan-out per layer ({self.layers}), "
+             "each at least 1 or -1 for all neighbours."),
+            (self.batch_size >= 1, f"--batch-size {self.batch_size} must be at least 1."),
+            (self.eval in EVAL_MODES, f"--eval {self.eval!r} is not one of {', '.join(EVAL_MODES)}."),
+            (min(self.eval_nodes, self.eval_edges, self.eval_negatives) >= 1,
+             "--eval-nodes, --eval-edges and --eval-negatives must be at least 1."),
+            (self.optimizer_state in OPTIMIZER_STATES,
+             f"--optimizer-state {self.optimizer_state!r} is not one of {', '.join(OPTIMIZER_STATES)}."),
             (self.mode == "central" or bool(self.partitions),
              f"--mode {self.mode} needs --partitions PARTS (from 'tma-spark partition')."),
             (bool(self.out), "--out is required: the run folder."),
@@ -74,5 +105,12 @@ class TrainConfig:
                 raise ConfigError(message)
         return self
 
+    @property
+    def hop_fanouts(self) -> Tuple[int, ...]:
+        """Neighbours sampled per hop (hop 1 first): ``fanouts``, or 25 then 10 per further hop."""
+        return tuple(self.fanouts) if self.fanouts else (25,) + (10,) * (self.layers - 1)
+
     def to_dict(self) -> dict:
-        return asdict(self)
+        d = asdict(self)
+        d["fanouts"] = list(self.hop_fanouts)
+        return d

@@ -15,6 +15,7 @@ import logging
 import os
 import shutil
 import time
+import uuid
 from concurrent.futures import ThreadPoolExecutor
 from typing import Dict, List
 
@@ -25,16 +26,14 @@ from ..errors import ConfigError, TmaSparkError
 from ..lake import open_lake
 from .averaging import average_state_dicts
 from .config import TrainConfig
+from .evaluation import Evaluator, build_evaluator
 from .executor import from_bytes, run_trainer_task, to_bytes
-from .graphdata import GraphTensors, build_graph, read_table
 from .models import build_model
+from .objectives import build_objective
 
-__all__ = ["train", "check_slots", "EVAL_MAX_EDGES"]
+__all__ = ["train", "check_slots"]
 
 log = logging.getLogger(__name__)
-
-#: Largest graph evaluated exactly on the driver.
-EVAL_MAX_EDGES = 20_000_000
 
 
 def check_slots(spark: SparkSession, needed: int) -> None:
@@ -71,11 +70,16 @@ def _parts_info(spark: SparkSession, cfg: TrainConfig, lake) -> dict:
             "strategy": strategy}
 
 
+def _check_run_dir(out: str, overwrite: bool) -> None:
+    if os.path.exists(out) and not overwrite:
+        raise TmaSparkError(f"Run folder {os.path.abspath(out)} already exists. Fix: choose another --out or pass "
+                            "--overwrite.")
+
+
 def _prepare_run_dir(out: str, overwrite: bool) -> str:
+    _check_run_dir(out, overwrite)
     out = os.path.abspath(out)
     if os.path.exists(out):
-        if not overwrite:
-            raise TmaSparkError(f"Run folder {out} already exists. Fix: choose another --out or pass --overwrite.")
         shutil.rmtree(out)
     os.makedirs(out)
     return out
@@ -92,17 +96,6 @@ def _write_json(path: str, obj) -> None:
     with open(tmp, "w") as fh:
         json.dump(obj, fh, indent=2)
     os.replace(tmp, path)
-
-
-def _accuracy(model, g: GraphTensors) -> Dict[str, float]:
-    model.eval()
-    with torch.no_grad():
-        pred = model(g.x, g.edge_index).argmax(-1)
-    out = {}
-    for split in ("train", "val", "test"):
-        m = g.mask(split)
-        out[split] = float((pred[m] == g.y[m]).float().mean()) if bool(m.any()) else float("nan")
-    return out
 
 
 def _run_round(spark: SparkSession, k: int, spec: dict, state: bytes, opts: Dict[int, bytes], seconds: float,
@@ -146,9 +139,9 @@ class _Recorder:
     otherwise idle during a round).
     """
 
-    def __init__(self, run_dir: str, eval_model, full: GraphTensors, cfg: TrainConfig, k: int):
-        self.run_dir, self.model, self.full, self.cfg, self.k = run_dir, eval_model, full, cfg, k
-        self.best = {"val": -1.0, "test": float("nan"), "round": 0, "wall": 0.0}
+    def __init__(self, run_dir: str, eval_model, evaluator: Evaluator, cfg: TrainConfig, k: int):
+        self.run_dir, self.model, self.evaluator, self.cfg, self.k = run_dir, eval_model, evaluator, cfg, k
+        self.best = {"val": float("-inf"), "test": float("nan"), "round": 0, "wall": 0.0}
         self.since_best = 0
         self.history: List[dict] = []
         self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="tma-eval")
@@ -169,36 +162,47 @@ class _Recorder:
 
     def _record(self, row: dict, state: Dict[str, torch.Tensor]) -> None:
         self.model.load_state_dict(state)
-        acc = _accuracy(self.model, self.full)
+        scores = self.evaluator.evaluate(self.model)
         _save_atomic(state, os.path.join(self.run_dir, "last.pt"))
-        if acc["val"] > self.best["val"]:
-            self.best = {"val": acc["val"], "test": acc["test"], "round": row["round"], "wall": row["wall_seconds"]}
+        if scores["val"] > self.best["val"]:
+            self.best = {"val": scores["val"], "test": scores["test"], "round": row["round"],
+                         "wall": row["wall_seconds"]}
             _save_atomic(state, os.path.join(self.run_dir, "best.pt"))
             self.since_best = 0
         else:
             self.since_best += 1
-        row.update(val=acc["val"], test=acc["test"], train=acc["train"])
+        row.update(scores)
         self.history.append(row)
         with open(os.path.join(self.run_dir, "metrics.jsonl"), "a") as fh:
             fh.write(json.dumps(row) + "\n")
         sps = " ".join(f"{n / max(row['round_seconds'], 1e-9):.1f}" for n in row["steps"])
-        log.info("round %d | %.0f s | val acc %.4f (best %.4f @%d) | steps/s %s | loss %.3f | overhead %.2f s | "
-                 "%.0f s left", row["round"], row["wall_seconds"], acc["val"], self.best["val"], self.best["round"],
-                 sps, sum(row["loss"]) / self.k, row["overhead_seconds"],
+        log.info("round %d | %.0f s | val %s %.4f (best %.4f @%d) | steps/s %s | loss %.3f | overhead %.2f s | "
+                 "%.0f s left", row["round"], row["wall_seconds"], self.evaluator.metric, scores["val"],
+                 self.best["val"], self.best["round"], sps, sum(row["loss"]) / self.k, row["overhead_seconds"],
                  max(self.cfg.time_limit - row["wall_seconds"], 0))
 
 
-def _llcg_correction(model, opt, full: GraphTensors, steps: int) -> Dict[str, torch.Tensor]:
-    """LLCG's server correction: a few full-graph steps on the averaged model."""
+def _llcg_correction(model, opt, objective, steps: int) -> Dict[str, torch.Tensor]:
+    """LLCG's server correction: a few full-graph steps of the training objective on the averaged model."""
     model.train()
-    mask = full.mask("train")
     for _ in range(steps):
         opt.zero_grad(set_to_none=True)
-        loss = torch.nn.functional.cross_entropy(model(full.x, full.edge_index)[mask], full.y[mask])
+        loss = objective.loss(model)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         opt.step()
     return {k: v.detach().clone() for k, v in model.state_dict().items()}
+
+
+def _check_lake(cfg: TrainConfig, lake) -> None:
+    """Fail before any Spark job when the lake cannot serve the task."""
+    if cfg.task == "node" and lake.meta.num_classes < 2:
+        raise TmaSparkError(f"Lake {lake.path} has {lake.meta.num_classes} classes; node classification needs "
+                            "labels with at least 2 classes. Fix: ingest labels, or use --task link.")
+    if cfg.task == "link" and not lake.meta.has_edge_split:
+        raise TmaSparkError(f"Lake {lake.path} has no edge split, which link prediction needs to hold out "
+                            "validation and test edges. Fix: re-run 'tma-spark ingest' (it adds a seeded edge "
+                            "split, --edge-split) or give the edges a 'split' column.")
 
 
 def _source(spark: SparkSession, cfg: TrainConfig, lake):
@@ -213,36 +217,39 @@ def train(spark: SparkSession, cfg: TrainConfig) -> dict:
     """Train with ``cfg``; write the run folder; return the summary."""
     cfg.validate()
     lake = open_lake(spark, cfg.lake)
-    if lake.meta.num_classes < 2:
-        raise TmaSparkError(f"Lake {lake.path} has {lake.meta.num_classes} classes; node classification needs "
-                            "labels with at least 2 classes.")
-    if lake.meta.num_edges > EVAL_MAX_EDGES:
-        raise TmaSparkError(f"Lake {lake.path} has {lake.meta.num_edges:,} edges; exact evaluation on the driver is "
-                            f"limited to {EVAL_MAX_EDGES:,} and sampled evaluation is not implemented yet.")
+    _check_lake(cfg, lake)
     source, k, strategy = _source(spark, cfg, lake)
     check_slots(spark, k)
+    _check_run_dir(cfg.out, cfg.overwrite)
+    evaluator = build_evaluator(spark, lake, cfg)
+    if cfg.mode == "llcg" and not evaluator.exact:
+        raise TmaSparkError(f"--mode llcg corrects the model on the whole graph on the driver, but lake {lake.path} "
+                            f"({lake.meta.num_edges:,} edges) is evaluated with --eval sampled. Fix: use --mode "
+                            "psgd-pa or tma for graphs this large, or --eval full if the driver can hold the graph.")
     run_dir = _prepare_run_dir(cfg.out, cfg.overwrite)
     threads = int(spark.sparkContext.getConf().get("spark.task.cpus", "1"))
     if k == 1 and spark.sparkContext.master.startswith("local"):
         threads = os.cpu_count() or threads  # one trainer on one machine uses all its cores, as PyG would
     _write_json(os.path.join(run_dir, "config.json"),
-                {**cfg.to_dict(), "parts": k, "partition_strategy": strategy, "lake_path": lake.path})
-
-    log.info("loading the whole graph on the driver for evaluation")
-    full = build_graph(read_table(f"{lake.path}/nodes", lake.meta.format, ["id", "features", "label", "split"]),
-                       read_table(f"{lake.path}/edges", lake.meta.format, ["src", "dst"]))
-    spec = {"model": cfg.model, "in_dim": lake.meta.feature_dim, "hidden": cfg.hidden,
-            "out_dim": lake.meta.num_classes, "layers": cfg.layers, "dropout": cfg.dropout, "lr": cfg.lr,
-            "seed": cfg.seed, "source": source}
+                {**cfg.to_dict(), "parts": k, "partition_strategy": strategy, "lake_path": lake.path,
+                 "eval_mode": "full" if evaluator.exact else "sampled"})
+    out_dim = lake.meta.num_classes if cfg.task == "node" else cfg.hidden  # link: embeddings
+    spec = {"model": cfg.model, "in_dim": lake.meta.feature_dim, "hidden": cfg.hidden, "out_dim": out_dim,
+            "layers": cfg.layers, "dropout": cfg.dropout, "lr": cfg.lr, "seed": cfg.seed, "source": source,
+            "task": cfg.task, "sampler": cfg.sampler, "fanouts": list(cfg.hop_fanouts), "batch_size": cfg.batch_size,
+            "optimizer_state": cfg.optimizer_state, "run_id": uuid.uuid4().hex}
 
     def new_model():
-        return build_model(cfg.model, lake.meta.feature_dim, cfg.hidden, lake.meta.num_classes, cfg.layers,
-                           cfg.dropout, seed=cfg.seed)
+        return build_model(cfg.model, lake.meta.feature_dim, cfg.hidden, out_dim, cfg.layers, cfg.dropout,
+                           seed=cfg.seed)
 
     model = new_model()
     global_state = {k_: v.clone() for k_, v in model.state_dict().items()}
-    server_opt = torch.optim.Adam(model.parameters(), lr=cfg.lr) if cfg.mode == "llcg" else None
-    recorder = _Recorder(run_dir, new_model(), full, cfg, k)
+    server_opt = server_objective = None
+    if cfg.mode == "llcg":
+        server_opt = torch.optim.Adam(model.parameters(), lr=cfg.lr)
+        server_objective = build_objective(evaluator.graph, {**spec, "sampler": "full"}, torch.device("cpu"))
+    recorder = _Recorder(run_dir, new_model(), evaluator, cfg, k)
     opts: Dict[int, bytes] = {}
     # Warm-up stage (not counted in the budget): start Python workers, import torch, load and cache the parts.
     t_start = time.monotonic()
@@ -257,7 +264,7 @@ def train(spark: SparkSession, cfg: TrainConfig) -> dict:
             if remaining < min(1.0, cfg.round_seconds) or (cfg.max_rounds and round_index >= cfg.max_rounds):
                 break
             if cfg.patience and recorder.since_best >= cfg.patience:
-                log.info("stopping: no better validation accuracy for %d rounds", cfg.patience)
+                log.info("stopping: no better validation %s for %d rounds", evaluator.metric, cfg.patience)
                 break
             round_index += 1
             seconds = min(cfg.round_seconds, remaining)
@@ -269,7 +276,7 @@ def train(spark: SparkSession, cfg: TrainConfig) -> dict:
             opts = {r["part"]: r["opt"] for r in results}
             if server_opt is not None:
                 model.load_state_dict(global_state)
-                global_state = _llcg_correction(model, server_opt, full, cfg.llcg_steps)
+                global_state = _llcg_correction(model, server_opt, server_objective, cfg.llcg_steps)
             round_wall = time.monotonic() - t0
             recorder.submit({
                 "round": round_index, "wall_seconds": round(time.monotonic() - started, 3),
@@ -279,18 +286,21 @@ def train(spark: SparkSession, cfg: TrainConfig) -> dict:
                 "steps": [r["steps"] for r in results], "loss": [round(r["loss"], 5) for r in results],
                 "load_seconds": [r["load_seconds"] for r in results],
                 "devices": sorted({r["device"] for r in results}),
+                "samplers": sorted({r["sampler"] for r in results}),
+                "optimizer_state_misses": sum(bool(r["opt_miss"]) for r in results),
             }, global_state)
         recorder.wait()
     finally:
         recorder.close()
     best, history = recorder.best, recorder.history
-    summary = {"task": cfg.task, "metric": "accuracy", "best_val": best["val"], "test": best["test"],
+    summary = {"task": cfg.task, "metric": evaluator.metric, "eval": "full" if evaluator.exact else "sampled",
+               "best_val": best["val"], "test": best["test"],
                "rounds": round_index, "wall_seconds": round(time.monotonic() - started, 3),
                "time_to_best_seconds": round(best["wall"], 3), "best_round": best["round"], "mode": cfg.mode,
                "parts": k, "partition_strategy": strategy, "model": cfg.model,
                "total_steps": sum(sum(h["steps"]) for h in history), "startup_seconds": round(startup, 3),
                "mean_overhead_seconds": round(sum(h["overhead_seconds"] for h in history) / max(len(history), 1), 3)}
     _write_json(os.path.join(run_dir, "summary.json"), summary)
-    log.info("done: best val acc %.4f at round %d, test acc %.4f, %d rounds in %.0f s", best["val"], best["round"],
-             best["test"], round_index, summary["wall_seconds"])
+    log.info("done: best val %s %.4f at round %d, test %.4f, %d rounds in %.0f s", evaluator.metric, best["val"],
+             best["round"], best["test"], round_index, summary["wall_seconds"])
     return summary

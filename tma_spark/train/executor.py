@@ -1,10 +1,19 @@
 """Trainer task code: runs inside a barrier-mode Spark task, never touches the SparkSession.
 
 A task trains its part's local model for a fixed wall-clock time, starting from
-the global weights, and returns its weights, optimizer state, step count and
-mean loss. The part's graph is loaded once per Python worker process and kept
-in :data:`_GRAPHS` for later rounds; optimizer state is shipped with the task
-(it is small next to a round, and it survives a worker being replaced).
+the global weights, and returns its weights, step count and mean loss. The
+part's graph (and its training objective, with the CSR for neighbour
+sampling) is loaded once per Python worker process and kept in :data:`_CACHE`
+for later rounds.
+
+Each trainer keeps its own Adam state across rounds, as in the paper, in one of two ways
+(``spec["optimizer_state"]``):
+
+* ``shipped`` (default): the state travels to the driver with the weights and back with the next round's
+  task. Costs (de)serialization and transfer of 2x the parameters per round, and survives a task moving
+  to another worker or executor.
+* ``resident``: the state stays in the task's Python worker. Nothing extra travels, but when Spark runs the
+  part on another worker the next round starts from a fresh optimizer (reported as a miss).
 """
 
 from __future__ import annotations
@@ -17,14 +26,18 @@ from typing import Dict, Optional, Tuple
 
 import torch
 
-from .graphdata import GraphTensors, build_graph, read_table
+from .graphdata import GraphTensors, build_graph, message_passing_edges, read_table
 from .models import build_model
+from .objectives import build_objective
 
-__all__ = ["to_bytes", "from_bytes", "load_graph", "train_for", "pick_device", "run_trainer_task"]
+__all__ = ["to_bytes", "from_bytes", "load_part", "train_for", "pick_device", "run_trainer_task"]
 
 log = logging.getLogger(__name__)
 
-_GRAPHS: Dict[Tuple[str, int], GraphTensors] = {}
+#: (source path, part, task) -> (graph, objective); one entry per worker (tasks may move between workers).
+_CACHE: Dict[Tuple[str, int, str], tuple] = {}
+#: (run id, part) -> optimizer state, for ``optimizer_state="resident"``.
+_OPT_STATES: Dict[Tuple[str, int], dict] = {}
 NODE_COLUMNS = ["id", "features", "label", "split"]
 
 
@@ -39,38 +52,42 @@ def from_bytes(data: bytes):
     return torch.load(io.BytesIO(data), weights_only=True, map_location="cpu")
 
 
-def load_graph(source: dict, part: int) -> GraphTensors:
-    """The graph of ``part`` (or the whole lake when ``source["kind"] == "lake"``), cached per process."""
-    key = (source["path"], part)
-    if key not in _GRAPHS:
+def load_part(source: dict, part: int, spec: dict, device: torch.device):
+    """(graph, objective) of ``part`` (or of the whole lake when ``source["kind"] == "lake"``), cached per process."""
+    key = (source["path"], part, spec.get("task", "node"))
+    if key not in _CACHE:
         where = {"part": part} if source["kind"] == "parts" else None
         nodes = read_table(f"{source['path']}/nodes", source["format"], NODE_COLUMNS, where)
-        edges = read_table(f"{source['path']}/edges", source["format"], ["src", "dst"], where)
-        _GRAPHS.clear()  # a worker keeps one part: tasks may move between workers across rounds
-        _GRAPHS[key] = build_graph(nodes, edges)
-    return _GRAPHS[key]
+        edge_cols = ["src", "dst"] + (["split"] if spec.get("task") == "link" else [])
+        edges = read_table(f"{source['path']}/edges", source["format"], edge_cols, where)
+        graph = build_graph(nodes, message_passing_edges(edges, spec.get("task", "node")))
+        _CACHE.clear()  # a worker keeps one part: tasks may move between workers across rounds
+        _CACHE[key] = (graph, build_objective(graph, spec, device))
+    return _CACHE[key]
 
 
 def pick_device(gpu_addresses: Optional[list]) -> torch.device:
-    """The GPU Spark assigned to this task when there is one, else the CPU."""
-    if gpu_addresses and torch.cuda.is_available():
-        return torch.device(f"cuda:{int(gpu_addresses[0])}")
+    """The GPU Spark assigned to this task when there is one (and CUDA works), else the CPU."""
+    if gpu_addresses:
+        if torch.cuda.is_available():
+            return torch.device(f"cuda:{int(gpu_addresses[0])}")
+        log.warning("Spark assigned GPU %s to this task but torch sees no CUDA device; training on the CPU",
+                    gpu_addresses[0])
     return torch.device("cpu")
 
 
-def train_for(graph: GraphTensors, spec: dict, state: dict, opt_state: Optional[dict], seconds: float,
+def train_for(objective, spec: dict, state: dict, opt_state: Optional[dict], seconds: float,
               device: torch.device, seed: int) -> dict:
-    """Full-batch training on ``graph`` for ``seconds`` of wall-clock time (at least one step)."""
+    """Train from ``state`` for ``seconds`` of wall-clock time (at least one step); one step is one
+    full-batch pass or one sampled mini-batch, depending on the objective's sampler."""
     torch.manual_seed(seed)
+    objective.seed(seed)
     model = build_model(spec["model"], spec["in_dim"], spec["hidden"], spec["out_dim"], spec["layers"],
                         spec["dropout"]).to(device)
     model.load_state_dict(state)
     opt = torch.optim.Adam(model.parameters(), lr=spec["lr"])
     if opt_state is not None:
         opt.load_state_dict(opt_state)
-    x, ei = graph.x.to(device), graph.edge_index.to(device)
-    mask = graph.mask("train").to(device)
-    y = graph.y.to(device)
     use_amp = device.type == "cuda" and spec.get("amp", True)
     steps, loss_sum = 0, 0.0
     model.train()
@@ -78,21 +95,17 @@ def train_for(graph: GraphTensors, spec: dict, state: dict, opt_state: Optional[
     deadline = begin + seconds
     # Stop when the next step would end past the deadline (at least one step): rounds end on time
     # instead of overshooting by up to a step, and the stage waits less for its slowest trainer.
-    while steps == 0 or time.monotonic() + (time.monotonic() - begin) / steps <= deadline:
-        if not bool(mask.any()):
-            break
+    while objective.targets and (steps == 0 or time.monotonic() + (time.monotonic() - begin) / steps <= deadline):
         opt.zero_grad(set_to_none=True)
         with torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=use_amp):
-            out = model(x, ei)
-            loss = torch.nn.functional.cross_entropy(out[mask].float(), y[mask])
+            loss = objective.loss(model)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         opt.step()
         steps += 1
         loss_sum += float(loss.detach())
     return {"state": {k: v.detach().cpu() for k, v in model.state_dict().items()},
-            "opt": _cpu(opt.state_dict()), "steps": steps, "loss": loss_sum / max(steps, 1),
-            "train_nodes": int(mask.sum()), "edges": int(graph.edge_index.shape[1] // 2)}
+            "opt": opt.state_dict(), "steps": steps, "loss": loss_sum / max(steps, 1)}
 
 
 def _cpu(obj):
@@ -111,14 +124,26 @@ def run_trainer_task(part: int, spec: dict, state_bytes: bytes, opt_bytes: Optio
     started = time.monotonic()
     torch.set_num_threads(max(int(threads), 1))
     device = pick_device(gpu_addresses)
-    graph = load_graph(spec["source"], part)
+    graph, objective = load_part(spec["source"], part, spec, device)
     loaded = time.monotonic()
     state = from_bytes(state_bytes)
-    opt_state = from_bytes(opt_bytes) if opt_bytes else None
-    out = train_for(graph, spec, state, opt_state, max(seconds - (loaded - started), 0.0), device,
+    resident = spec.get("optimizer_state") == "resident"
+    opt_key = (spec.get("run_id", ""), part)
+    opt_state = _OPT_STATES.get(opt_key) if resident else (from_bytes(opt_bytes) if opt_bytes else None)
+    opt_miss = resident and round_index > 1 and opt_state is None
+    if opt_miss:
+        log.warning("round %d part %d: optimizer state not on this worker (task moved); starting a fresh one",
+                    round_index, part)
+    out = train_for(objective, spec, state, opt_state, max(seconds - (loaded - started), 0.0), device,
                     seed=spec["seed"] * 100_003 + round_index * 101 + part)
-    log.info("round %d part %d: %d steps on %s, loss %.4f", round_index, part, out["steps"], device, out["loss"])
-    return {"part": part, "state": to_bytes(out["state"]), "opt": to_bytes(out["opt"]), "steps": out["steps"],
-            "loss": out["loss"], "train_nodes": out["train_nodes"], "edges": out["edges"],
+    if resident and round_index > 0:  # round 0 is the warm-up stage, whose result is discarded
+        _OPT_STATES.clear()  # one part per worker, as for the graph cache
+        _OPT_STATES[opt_key] = out["opt"]
+    log.info("round %d part %d: %d steps on %s (%s), loss %.4f", round_index, part, out["steps"], device,
+             objective.sampler, out["loss"])
+    return {"part": part, "state": to_bytes(out["state"]),
+            "opt": None if resident else to_bytes(_cpu(out["opt"])), "opt_miss": opt_miss,
+            "steps": out["steps"], "loss": out["loss"], "train_nodes": int(graph.mask("train").sum()),
+            "edges": int(graph.edge_index.shape[1] // 2), "sampler": objective.sampler,
             "load_seconds": round(loaded - started, 3), "task_seconds": round(time.monotonic() - started, 3),
             "device": str(device), "pid": os.getpid()}

@@ -13,6 +13,7 @@ from typing import List, Optional
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.dataset as ds
 import pyarrow.parquet as pq
 import torch
@@ -20,7 +21,7 @@ import torch
 from ..arrays import unique_int64
 from ..delta_log import delta_live_files, local_path
 
-__all__ = ["delta_live_files", "read_table", "GraphTensors", "build_graph", "SPLIT_CODES"]
+__all__ = ["delta_live_files", "read_table", "GraphTensors", "build_graph", "message_passing_edges", "SPLIT_CODES"]
 
 SPLIT_CODES = {"train": 0, "val": 1, "test": 2}
 
@@ -40,6 +41,16 @@ def read_table(table: str, fmt: str, columns: List[str], partition: Optional[dic
         cond = ds.field(k) == v
         flt = cond if flt is None else flt & cond
     return dataset.to_table(columns=[c for c in columns if c not in (partition or {})], filter=flt)
+
+
+def message_passing_edges(edges: pa.Table, task: str) -> pa.Table:
+    """The edges a model may see: all of them for node tasks; for link prediction only training edges
+    (``split`` train or null), so that validation and test edges stay held out."""
+    if task != "link" or "split" not in edges.column_names:
+        return edges
+    split = edges.column("split")
+    keep = pc.or_kleene(pc.is_null(split), pc.equal(split, "train"))
+    return edges.filter(pc.fill_null(keep, True))
 
 
 @dataclass
