@@ -102,3 +102,24 @@ def test_cora_features_in_lake_equal_the_npz(spark, tmp_path):
     for r in rows:
         assert np.array_equal(np.asarray(r["features"], dtype=np.float32), g.feature_rows(r["id"], r["id"] + 1)[0])
         assert r["label"] == g.labels[r["id"]]
+
+
+def test_seeded_edge_split_is_added_when_edges_have_none(spark, cora_lake):
+    from tma_spark.ingest import edge_split_column
+
+    lake = open_lake(spark, cora_lake)
+    assert lake.meta.has_edge_split and lake.meta.source["edge_split"]["fractions"] == [0.9, 0.05, 0.05]
+    counts = {r["split"]: r["count"] for r in lake.edges().groupBy("split").count().collect()}
+    total = sum(counts.values())
+    assert set(counts) == {"train", "val", "test"} and total == lake.meta.num_edges
+    assert abs(counts["train"] / total - 0.9) < 0.02 and abs(counts["val"] / total - 0.05) < 0.015
+    # Both directions of an undirected pair share a split; a directed graph splits them independently.
+    pairs = spark.createDataFrame([(i, j) for i in range(40) for j in range(40) if i != j], "src long, dst long")
+    und = pairs.withColumn("s", edge_split_column(7, (0.5, 0.25, 0.25), directed=False)).toPandas()
+    both = und.merge(und, left_on=["src", "dst"], right_on=["dst", "src"])
+    assert (both["s_x"] == both["s_y"]).all()
+    direc = pairs.withColumn("s", edge_split_column(7, (0.5, 0.25, 0.25), directed=True)).toPandas()
+    both = direc.merge(direc, left_on=["src", "dst"], right_on=["dst", "src"])
+    assert (both["s_x"] != both["s_y"]).any()
+    again = pairs.withColumn("s", edge_split_column(8, (0.5, 0.25, 0.25), directed=False)).toPandas()
+    assert (again["s"] != und["s"]).any()  # another seed, another split

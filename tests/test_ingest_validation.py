@@ -121,3 +121,11 @@ def test_failed_overwrite_keeps_previous_lake(spark, tmp_path):
     assert sorted(os.listdir(lake)) == before
     assert leftovers(lake) == ["lake"]
     assert spark.read.format("delta").load(f"{lake}/edges").count() == 4
+
+
+@pytest.mark.parametrize("field,flag", [("split_fractions", "--split"), ("edge_split_fractions", "--edge-split")])
+def test_split_fractions_must_sum_to_one(field, flag, tmp_path):
+    from tma_spark.errors import ConfigError
+
+    with pytest.raises(ConfigError, match=f"{flag} 0.5,0.5,0.5 must be three non-negative fractions summing to 1"):
+        IngestConfig(lake=str(tmp_path / "l"), dataset="cora", **{field: (0.5, 0.5, 0.5)}).validate()

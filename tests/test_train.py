@@ -16,6 +16,7 @@ from tma_spark.train.models import MODELS, build_model
 
 pytestmark = pytest.mark.spark
 BIN = Path(sys.executable).parent
+REPO = Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture(scope="module")
@@ -105,18 +106,44 @@ def test_bad_train_config(kwargs, fragment, tmp_path):
 
 
 @pytest.mark.cluster
-def test_two_rounds_in_local_cluster_mode(cora_lake, cora_parts, tmp_path):
-    """Two executor JVMs (local-cluster[2,1,1024]): the barrier stage spans separate processes."""
+def test_two_rounds_in_local_cluster_mode_with_gpu_scheduling(cora_lake, cora_parts, tmp_path):
+    """Two executor JVMs (local-cluster[2,1,1024]) started by spark-submit: the barrier stage spans separate
+    processes, and each task is given the GPU address its executor discovered (TaskContext resources).
+
+    The discovery script reports one GPU address per executor; this machine has no CUDA device, so the
+    tasks record the address they were assigned and train on the CPU.
+    """
     out = tmp_path / "run"
+    discovery = tmp_path / "gpus.sh"
+    discovery.write_text('#!/bin/sh\necho \'{"name": "gpu", "addresses": ["0"]}\'\n')
+    discovery.chmod(0o755)
+    jar_cp = subprocess.run([BIN / "tma-spark", "jars", "--classpath"], capture_output=True, text=True).stdout.strip()
+    gpu_conf = {"spark.worker.resource.gpu.amount": "1", "spark.worker.resource.gpu.discoveryScript": discovery,
+                "spark.executor.resource.gpu.amount": "1", "spark.task.resource.gpu.amount": "1"}
+    confs = [a for k, v in gpu_conf.items() for a in ("--conf", f"{k}={v}")]
     env = {**os.environ, "PYSPARK_PYTHON": sys.executable}
-    r = subprocess.run([BIN / "tma-spark", "train", "--master", "local-cluster[2,1,1024]", "--lake", cora_lake,
-                        "--partitions", cora_parts, "--out", out, "--round-seconds", "2", "--max-rounds", "2",
-                        "--hidden", "32"], capture_output=True, text=True, env=env, timeout=300)
+    r = subprocess.run([BIN / "spark-submit", "--master", "local-cluster[2,1,1024]", "--jars", jar_cp, *confs,
+                        REPO / "jobs" / "train.py", "--lake", cora_lake, "--partitions", cora_parts, "--out", out,
+                        "--round-seconds", "2", "--max-rounds", "2", "--hidden", "32"],
+                       capture_output=True, text=True, env=env, timeout=300)
     assert r.returncode == 0, r.stderr[-3000:]
     summary = json.loads((out / "summary.json").read_text())
     assert summary["rounds"] == 2 and summary["best_val"] > 0.5
     rows = [json.loads(l) for l in (out / "metrics.jsonl").read_text().splitlines()]
     assert len(rows) == 2 and all(len(r["steps"]) == 2 for r in rows)
+    assert all(r["gpu_addresses"] == [["0"], ["0"]] for r in rows)
+    assert all(r["devices"] == (["cuda:0"] if torch.cuda.is_available() else ["cpu"]) for r in rows)
+
+
+def test_pick_device_uses_the_assigned_gpu_or_falls_back_to_cpu(caplog):
+    from tma_spark.train.executor import pick_device
+
+    assert pick_device(None) == torch.device("cpu")
+    if torch.cuda.is_available():
+        assert pick_device(["0"]) == torch.device("cuda:0")
+    else:
+        assert pick_device(["1"]) == torch.device("cpu")
+        assert "assigned GPU 1" in caplog.text
 
 
 def _rows(out):

@@ -286,6 +286,7 @@ def train(spark: SparkSession, cfg: TrainConfig) -> dict:
                 "steps": [r["steps"] for r in results], "loss": [round(r["loss"], 5) for r in results],
                 "load_seconds": [r["load_seconds"] for r in results],
                 "devices": sorted({r["device"] for r in results}),
+                "gpu_addresses": [r["gpus"] for r in results],
                 "samplers": sorted({r["sampler"] for r in results}),
                 "optimizer_state_misses": sum(bool(r["opt_miss"]) for r in results),
             }, global_state)

@@ -146,4 +146,4 @@ def run_trainer_task(part: int, spec: dict, state_bytes: bytes, opt_bytes: Optio
             "steps": out["steps"], "loss": out["loss"], "train_nodes": int(graph.mask("train").sum()),
             "edges": int(graph.edge_index.shape[1] // 2), "sampler": objective.sampler,
             "load_seconds": round(loaded - started, 3), "task_seconds": round(time.monotonic() - started, 3),
-            "device": str(device), "pid": os.getpid()}
+            "device": str(device), "gpus": list(gpu_addresses or []), "pid": os.getpid()}
