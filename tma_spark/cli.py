@@ -140,6 +140,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--overwrite", action="store_true", help="replace an existing run folder")
 
+    p = sub.add_parser("infer", parents=[common], help="apply a trained model to every node (Spark), exact metrics",
+                       description="Layer-wise full-graph inference as Spark jobs: predictions or embeddings for "
+                       "every node, written as a table; exact validation/test metrics to RUN/eval.json.")
+    p.add_argument("--lake", required=True)
+    p.add_argument("--run", required=True, help="run folder of 'tma-spark train'")
+    p.add_argument("--out", required=True, help="prediction table to write (PRED)")
+    p.add_argument("--checkpoint", default="best", help="best (default) | last")
+    p.add_argument("--format", default="delta", choices=LAKE_FORMATS)
+    p.add_argument("--eval-negatives", type=int, help="link: random nodes each held-out edge is ranked against "
+                   "(default: the run's --eval-negatives)")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing prediction table")
+
     p = sub.add_parser("info", parents=[common], help="summarize a lake")
     p.add_argument("--lake", required=True)
     p.add_argument("--json", action="store_true", help="print JSON instead of text")
@@ -224,6 +236,11 @@ def run(argv: Optional[List[str]] = None) -> int:
             eval=args.eval, eval_nodes=args.eval_nodes, eval_edges=args.eval_edges,
             eval_negatives=args.eval_negatives, optimizer_state=args.optimizer_state,
         ).validate()
+    elif args.command == "infer":
+        from .infer import InferConfig
+
+        cfg = InferConfig(lake=args.lake, run=args.run, out=args.out, checkpoint=args.checkpoint, format=args.format,
+                          overwrite=args.overwrite, eval_negatives=args.eval_negatives).validate()
     from .session import get_spark, running_under_cluster_launcher
 
     master = args.master
@@ -246,6 +263,11 @@ def run(argv: Optional[List[str]] = None) -> int:
         from .train import train
 
         print(json.dumps(train(spark, cfg)))
+        return 0
+    if args.command == "infer":
+        from .infer import infer
+
+        print(json.dumps({k: v for k, v in infer(spark, cfg).items() if k != "config"}))
         return 0
     if args.command == "info":
         from .info import format_summary, lake_summary

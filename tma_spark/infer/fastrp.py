@@ -12,7 +12,7 @@ over nodes (zero mean, unit variance) so it can feed a GNN directly.
 from __future__ import annotations
 
 import logging
-from typing import Iterator, Sequence, Tuple
+from typing import Iterator, Optional, Sequence, Tuple
 
 import numpy as np
 import pyarrow as pa
@@ -105,7 +105,7 @@ def _standardize(df: DataFrame, column: str) -> DataFrame:
 
 def fastrp_features(spark: SparkSession, nodes: DataFrame, edges: DataFrame, dim: int = 128, seed: int = 0,
                     weights: Sequence[float] = (0.0, 1.0, 1.0, 1.0),
-                    normalize_degree: float = -0.5) -> DataFrame:
+                    normalize_degree: float = -0.5, num_partitions: Optional[int] = None) -> DataFrame:
     """(id, features array<float>) for every node of ``nodes(id)``: FastRP embeddings, column-standardized.
 
     Args:
@@ -116,6 +116,8 @@ def fastrp_features(spark: SparkSession, nodes: DataFrame, edges: DataFrame, dim
         weights: ``weights[k]`` multiplies the L2-normalized ``H_k``, k = 0..len(weights)-1 (the paper's
             default skips ``H_0``).
         normalize_degree: ``beta`` in the paper: ``R_0``'s row i is scaled by ``max(deg_i, 1)^beta``.
+        num_partitions: partitions of each propagation's message shuffle (default
+            ``spark.sql.shuffle.partitions``); size it to the edge count.
 
     Intermediate tables are ``localCheckpoint``-ed each iteration so query plans stay short. Runs
     ``len(weights) - 1`` propagations plus a moments pass; the returned DataFrame is lazy on the last checkpoint.
@@ -141,7 +143,7 @@ def fastrp_features(spark: SparkSession, nodes: DataFrame, edges: DataFrame, dim
     state = deg.mapInArrow(initial, _STATE_SCHEMA).localCheckpoint()
     for k, w in enumerate(weights[1:], start=1):
         log.info("fastrp: propagation %d/%d", k, len(weights) - 1)
-        h = propagate(und, state.select("id", F.col("h").alias("vec")), "mean")
+        h = propagate(und, state.select("id", F.col("h").alias("vec")), "mean", num_partitions=num_partitions)
 
         def accumulate(batches: Iterator[pa.RecordBatch], w: float = w) -> Iterator[pa.RecordBatch]:
             for b in batches:

@@ -182,7 +182,7 @@ def propagate(und: DataFrame, values: DataFrame, how: str, deg: Optional[DataFra
         raise ValueError(f"propagate: how={how!r} is not one of {HOW}")
     spark = values.sparkSession
     parts = int(num_partitions or spark.conf.get("spark.sql.shuffle.partitions"))
-    vals = values.select("id", "vec")
+    vals = values.select(F.col("id").cast("long").alias("id"), "vec")
     if how == "gcn":
         deg = deg if deg is not None else degrees(und, vals)
         base = vals.join(deg.select("id", "deg"), "id")
