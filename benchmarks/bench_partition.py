@@ -65,93 +65,19 @@ import statistics
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 from pathlib import Path
 
 import psutil
 
 import common
-from common import dir_size, find_jvm, peak_rss, reset_peak
+from common import Watch, dir_size, find_jvm, peak_rss
 
 log = logging.getLogger("bench_partition")
 RESULTS = Path(__file__).resolve().parent / "results"
 MB = 1 << 20
 TARGET_EDGES_PER_S = 2_000_000
 PHASES = ("setup", "assignment", "nodes", "edges", "stats")
-
-
-# ---------------------------------------------------------------- memory and CPU
-
-def _cpu_snapshot() -> dict:
-    """CPU seconds (user + system) so far of every process, by (pid, start time)."""
-    out = {}
-    for p in psutil.process_iter(["pid", "create_time", "cpu_times"]):
-        t = p.info["cpu_times"]
-        if t is not None:
-            out[(p.info["pid"], p.info["create_time"])] = t.user + t.system
-    return out
-
-
-class Watch:
-    """While the ``with`` block runs: peak RSS of the driver and the JVM (VmHWM), peak summed RSS of the
-    processes under ``sampled`` (sampled every 50 ms), and CPU seconds used by the driver, the JVM, the JVM's
-    Python workers and by processes outside this benchmark (processes that ended inside the block are not
-    seen)."""
-
-    def __init__(self, jvm: psutil.Process | None = None):
-        self.jvm = jvm
-        self.sampled: psutil.Process | None = jvm  # whose descendants are summed (the JVM's Python workers)
-        self.sampled_self = False  # include ``sampled`` itself (a worker child process)
-        self.sampled_peak = 0
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._sample, daemon=True)
-
-    def _sample(self) -> None:
-        while not self._stop.wait(0.05):
-            p = self.sampled
-            if p is None:
-                continue
-            try:
-                procs = ([p] if self.sampled_self else []) + p.children(recursive=True)
-            except psutil.Error:
-                continue
-            total = 0
-            for q in procs:
-                try:
-                    total += q.memory_info().rss
-                except psutil.Error:
-                    pass
-            self.sampled_peak = max(self.sampled_peak, total)
-
-    def __enter__(self) -> "Watch":
-        self.loadavg = os.getloadavg()[0]
-        self._cpu0 = _cpu_snapshot()
-        reset_peak(os.getpid())
-        if self.jvm is not None:
-            reset_peak(self.jvm.pid)
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self._stop.set()
-        self._thread.join()
-        self.driver_peak = peak_rss(os.getpid())
-        self.jvm_peak = peak_rss(self.jvm.pid) if self.jvm is not None else None
-        cpu1 = _cpu_snapshot()
-        me = psutil.Process()
-        ours = {me.pid} | {q.pid for q in me.children(recursive=True)}
-        workers = set()
-        if self.jvm is not None:
-            try:
-                workers = {q.pid for q in self.jvm.children(recursive=True)}
-            except psutil.Error:
-                pass
-        used = {k: max(v - self._cpu0.get(k, 0.0), 0.0) for k, v in cpu1.items()}
-        self.driver_cpu_s = sum(v for (pid, _), v in used.items() if pid == me.pid)
-        self.jvm_cpu_s = sum(v for (pid, _), v in used.items() if self.jvm is not None and pid == self.jvm.pid)
-        self.workers_cpu_s = sum(v for (pid, _), v in used.items() if pid in workers)
-        self.other_cpu_s = sum(v for (pid, _), v in used.items() if pid not in ours)
 
 
 # ---------------------------------------------------------------- helpers

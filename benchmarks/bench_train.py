@@ -42,6 +42,7 @@ def main() -> None:
     ap.add_argument("--modes", default="tma,central",
                     help="comma-separated; tma:resident trains tma with --optimizer-state resident")
     ap.add_argument("--task", default="node", help="node | link")
+    ap.add_argument("--features", default="input", help="input | fastrp (ingest --features)")
     args = ap.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s", datefmt="%H:%M:%S")
     os.environ.setdefault("TMA_SPARK_MASTER", f"local[{max(args.parts, os.cpu_count() or 1)}]")
@@ -56,7 +57,8 @@ def main() -> None:
     results = {}
     try:
         lake = str(work / "lake")
-        ingest(spark, IngestConfig(lake=lake, dataset=args.dataset, data_dir=args.data_dir, split_seed=args.seed))
+        ingest(spark, IngestConfig(lake=lake, dataset=args.dataset, data_dir=args.data_dir, split_seed=args.seed,
+                                   structural_features=None if args.features == "input" else args.features))
         parts = str(work / "parts")
         pstats = partition(spark, PartitionConfig(lake=lake, out=parts, parts=args.parts, seed=args.seed))
         for variant in args.modes.split(","):
@@ -86,7 +88,8 @@ def main() -> None:
     lines = [f"# Training ({args.task} task): TMA vs central on {args.dataset}", "",
              f"Command: `{command}`  ",
              f"Machine: {os.cpu_count()} cores, {platform.machine()}, Python {platform.python_version()}; "
-             f"{dt.datetime.now(dt.timezone.utc):%Y-%m-%d %H:%M} UTC. Model {args.model}, hidden 256, lr {args.lr}, "
+             f"{dt.datetime.now(dt.timezone.utc):%Y-%m-%d %H:%M} UTC. Features: {args.features}. Model {args.model}, "
+             f"hidden 256, lr {args.lr}, "
              f"T = {args.round_seconds:g} s, budget {args.budget:g} s per method, K = {args.parts} RandomTMA parts "
              f"(edge retention {pstats['edge_retention']:.3f}). Test {metric} is at the best validation round. "
              "Optimizer state: shipped = Adam state travels with each round's task; resident = it stays in the "
@@ -117,7 +120,8 @@ def main() -> None:
     text = "\n".join(lines) + "\n"
     print(text)
     RESULTS.mkdir(exist_ok=True)
-    name = f"train_{args.dataset}" + ("_link" if args.task == "link" else "")
+    name = (f"train_{args.dataset}" + ("_link" if args.task == "link" else "")
+            + ("" if args.features == "input" else f"_{args.features}"))
     (RESULTS / f"{name}.md").write_text(text)
     (RESULTS / f"{name}.json").write_text(json.dumps(
         {"args": vars(args), "command": command, "partition": {k: v for k, v in pstats.items() if k != "per_part"},

@@ -7,7 +7,6 @@ import numpy as np
 import pytest
 import torch
 
-from tma_spark.errors import TmaSparkError
 from tma_spark.infer import InferConfig, infer
 from tma_spark.infer.job import load_run
 from tma_spark.train import TrainConfig, train

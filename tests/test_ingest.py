@@ -123,3 +123,25 @@ def test_seeded_edge_split_is_added_when_edges_have_none(spark, cora_lake):
     assert (both["s_x"] != both["s_y"]).any()
     again = pairs.withColumn("s", edge_split_column(8, (0.5, 0.25, 0.25), directed=False)).toPandas()
     assert (again["s"] != und["s"]).any()  # another seed, another split
+
+
+def test_fastrp_structural_features_replace_the_input_features(spark, cli, tmp_path):
+    lake_path = tmp_path / "lake"
+    code, _, err = cli("ingest", "--dataset", "cora", "--lake", lake_path, "--features", "fastrp",
+                       "--feature-dim", "16")
+    assert code == 0, err
+    lake = open_lake(spark, str(lake_path))
+    assert lake.meta.feature_dim == 16 and lake.meta.source["features"] == {"kind": "fastrp", "dim": 16, "seed": 0}
+    x = np.stack(lake.nodes().orderBy("id").toPandas()["features"])
+    assert x.shape == (2708, 16) and np.isfinite(x).all()
+    assert np.allclose(x.mean(0), 0, atol=1e-4) and np.allclose(x.std(0), 1, atol=1e-2)
+    # Structure, not noise: the features of training-edge neighbours are far more alike than random pairs'.
+    e = lake.edges().where("split = 'train'").toPandas()
+    unit = x / np.linalg.norm(x, axis=1, keepdims=True)
+    linked = (unit[e["src"]] * unit[e["dst"]]).sum(1).mean()
+    rng = np.random.default_rng(0)
+    a, b = rng.integers(0, 2708, 5000), rng.integers(0, 2708, 5000)
+    assert linked > (unit[a] * unit[b]).sum(1).mean() + 0.3
+    code, _, err = cli("ingest", "--synthetic", "--nodes", "100", "--edges", "300", "--features", "fastrp",
+                       "--lake", tmp_path / "syn")
+    assert code == 2 and "does not apply to --synthetic" in err

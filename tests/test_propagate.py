@@ -126,9 +126,9 @@ def test_fastrp_features_are_deterministic_standardized_and_structural(spark, co
     before = spark.conf.get(key)
     spark.conf.set(key, "2")  # Cora is small: fewer tasks keep the test short
     try:
-        a = _matrix(fastrp_features(spark, lake.nodes(), lake.edges(), dim=dim, seed=0), "features")
+        a = _matrix(fastrp_features(lake.nodes(), lake.edges(), dim=dim, seed=0), "features")
         # Seed checks with one propagation (H_0 + H_1) to keep the test short; H_0 is where the seed acts.
-        short = [_matrix(fastrp_features(spark, lake.nodes(), lake.edges(), dim=dim, seed=s, weights=(1.0, 1.0)),
+        short = [_matrix(fastrp_features(lake.nodes(), lake.edges(), dim=dim, seed=s, weights=(1.0, 1.0)),
                          "features") for s in (0, 0, 1)]
     finally:
         spark.conf.set(key, before)

@@ -85,6 +85,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--edge-split", default="0.9,0.05,0.05",
                    help="train,val,test fractions of the seeded edge split (link prediction), used when the "
                    "edges have no split column")
+    p.add_argument("--features", default="input",
+                   help="input (default: the input's features; random for datasets without) | fastrp (FastRP "
+                   "structural features of --feature-dim, computed by Spark from the training edges)")
     p.add_argument("--num-classes", type=int, help="number of classes C (labels must be 0..C-1; default max+1)")
     p.add_argument("--directed", action="store_true", help="table input: edges are directed")
     p.add_argument("--lake-format", default="delta", choices=LAKE_FORMATS)
@@ -178,6 +181,7 @@ def _ingest_config(args: argparse.Namespace) -> IngestConfig:
         overwrite=args.overwrite, num_classes=args.num_classes, split_seed=args.seed,
         split_fractions=_fractions(args.split),
         edge_split_fractions=_fractions(args.edge_split, "--edge-split"), feature_dim=args.feature_dim or 128, directed=args.directed,
+        structural_features=None if args.features == "input" else args.features,
     ).validate()
 
 

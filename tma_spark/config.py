@@ -38,6 +38,7 @@ class IngestConfig:
     edge_split_fractions: Tuple[float, float, float] = (0.9, 0.05, 0.05)  # when the edges have no split
     feature_dim: int = 128  # random features for datasets that have none (ogbn-arxiv)
     directed: bool = False  # for table inputs: are edges directed?
+    structural_features: Optional[str] = None  # "fastrp": replace the features by FastRP (feature_dim wide)
 
     def source_kind(self) -> str:
         kinds = [k for k, v in (("tables", self.nodes or self.edges), ("dataset", self.dataset),
@@ -66,6 +67,11 @@ class IngestConfig:
                 raise ConfigError(f"{flag} {','.join(map(str, fr))} must be three non-negative fractions summing to 1.")
         if self.feature_dim < 1:
             raise ConfigError(f"--feature-dim {self.feature_dim} must be at least 1.")
+        if self.structural_features not in (None, "fastrp"):
+            raise ConfigError(f"--features {self.structural_features!r} is not one of: input (default), fastrp.")
+        if self.structural_features and kind == "synthetic":
+            raise ConfigError("--features fastrp does not apply to --synthetic graphs (they are generated with "
+                              "features). Fix: ingest without --features.")
         if self.synthetic is not None:
             self.synthetic.validate()
         return self

@@ -110,6 +110,21 @@ def _from_tables(spark: SparkSession, cfg: IngestConfig):
     return nodes, edges, source, cfg.directed
 
 
+def _with_fastrp(nodes: DataFrame, edges: DataFrame, cfg: IngestConfig) -> DataFrame:
+    """``nodes`` with FastRP structural features in place of ``features``.
+
+    Computed from the training edges only (split train or null), so that the validation and test edges of
+    link prediction do not leak into the features.
+    """
+    from .infer.fastrp import fastrp_features
+
+    log.info("computing %d-dimensional FastRP structural features from the training edges", cfg.feature_dim)
+    train_edges = edges.where(F.col("split").isNull() | (F.col("split") == "train"))
+    feats = fastrp_features(nodes.select("id"), train_edges.select("src", "dst"), dim=cfg.feature_dim,
+                            seed=cfg.split_seed)
+    return nodes.drop("features").join(feats, "id").select("id", "features", "label", "split")
+
+
 def ingest(spark: SparkSession, cfg: IngestConfig) -> Lake:
     """Import the configured source into ``cfg.lake`` and return the opened lake."""
     cfg.validate()
@@ -155,9 +170,14 @@ def ingest(spark: SparkSession, cfg: IngestConfig) -> Lake:
             log.info("edges have no split: adding a seeded %s edge split for link prediction",
                      "/".join(f"{f:g}" for f in cfg.edge_split_fractions))
             edges = edges.withColumn("split", edge_split_column(cfg.split_seed, cfg.edge_split_fractions, directed))
+        feature_dim = node_check.feature_dim
+        if cfg.structural_features == "fastrp":
+            nodes = _with_fastrp(nodes, edges, cfg)
+            feature_dim = cfg.feature_dim
+            source = {**source, "features": {"kind": "fastrp", "dim": cfg.feature_dim, "seed": cfg.split_seed}}
         meta = LakeMeta(
             format=cfg.lake_format, num_nodes=node_check.num_nodes, num_edges=num_edges,
-            feature_dim=node_check.feature_dim, num_classes=node_check.num_classes, has_id_map=id_map is not None,
+            feature_dim=feature_dim, num_classes=node_check.num_classes, has_id_map=id_map is not None,
             has_edge_split=True, directed=directed, source=source,
         )
         lake = write_lake(spark, lake_path, nodes, edges, id_map, meta, overwrite=cfg.overwrite)

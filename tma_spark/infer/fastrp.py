@@ -16,7 +16,7 @@ from typing import Iterator, Optional, Sequence, Tuple
 
 import numpy as np
 import pyarrow as pa
-from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
 from .propagate import degrees, propagate, undirected_edges, vector_column, vector_matrix
@@ -103,13 +103,12 @@ def _standardize(df: DataFrame, column: str) -> DataFrame:
     return df.mapInArrow(scale, f"id long, {column} array<float>")
 
 
-def fastrp_features(spark: SparkSession, nodes: DataFrame, edges: DataFrame, dim: int = 128, seed: int = 0,
+def fastrp_features(nodes: DataFrame, edges: DataFrame, dim: int = 128, seed: int = 0,
                     weights: Sequence[float] = (0.0, 1.0, 1.0, 1.0),
                     normalize_degree: float = -0.5, num_partitions: Optional[int] = None) -> DataFrame:
     """(id, features array<float>) for every node of ``nodes(id)``: FastRP embeddings, column-standardized.
 
     Args:
-        spark: the session (kept for API symmetry with other jobs; the DataFrames carry their own).
         nodes, edges: lake tables (``edges`` treated as undirected, self loops and duplicates dropped).
         dim: embedding dimension.
         seed: seed of the random projection; same seed, same features.

@@ -19,7 +19,6 @@ against the same ``eval_negatives`` random nodes.
 
 from __future__ import annotations
 
-import io
 import json
 import logging
 import os

@@ -26,7 +26,7 @@ from typing import Dict, Optional, Tuple
 
 import torch
 
-from .graphdata import GraphTensors, build_graph, message_passing_edges, read_table
+from .graphdata import build_graph, message_passing_edges, read_table
 from .models import build_model
 from .objectives import build_objective
 

@@ -1,0 +1,185 @@
+"""Full-graph inference speed and memory: the Spark job (``tma-spark infer``) against PyG in one process.
+
+In one run, for each graph:
+
+* ``ogbn_arxiv``: the real citation graph (169,343 nodes, 1.17M edges) with FastRP structural features
+  (``ingest --features fastrp``, 128 dimensions) computed by Spark;
+* ``synthetic``: a Spark-generated graph of ``--synthetic-edges`` edges (default 10^7; 10^6 nodes,
+  64 features, 10 classes),
+
+a lake is ingested (timed, for information) and a run folder is written with a seeded, untrained
+2-layer GraphSAGE (hidden ``--hidden``; inference cost does not depend on the weights). Then:
+
+* ``spark``: :func:`tma_spark.infer.infer` (local[*] on this machine): layer-wise propagation with joins and
+  Arrow UDFs, the prediction table written as Delta, exact metrics computed. Memory: peak RSS (VmHWM) of
+  the driver and of the JVM, and the peak sampled every 50 ms of the summed RSS of the JVM's Python workers.
+* ``pyg``: a child process that reads the lake with pyarrow, builds the graph tensors and runs the model on
+  the whole graph at once (``model(x, edge_index)``), as a PyG user would; its own VmHWM.
+
+``nodes/s`` = nodes / wall seconds of the inference (Spark: the whole job including writing predictions and
+metrics; PyG: forward pass only, and also with loading). Results: ``benchmarks/results/infer.{md,json}``.
+
+    .venv/bin/python benchmarks/bench_infer.py [--graphs ogbn_arxiv,synthetic] [--synthetic-edges 1e7]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import psutil
+
+from common import Watch, find_jvm, machine_info, peak_rss
+
+RESULTS = Path(__file__).resolve().parent / "results"
+MB = 1 << 20
+log = logging.getLogger("bench_infer")
+
+
+def write_run(run: Path, in_dim: int, hidden: int, out_dim: int, task: str = "node") -> None:
+    """A run folder holding a seeded, untrained 2-layer GraphSAGE, as ``tma-spark train`` writes it."""
+    import torch
+
+    from tma_spark.train.models import build_model
+
+    run.mkdir(parents=True)
+    (run / "config.json").write_text(json.dumps({"model": "sage", "hidden": hidden, "layers": 2, "task": task,
+                                                 "seed": 0, "eval_negatives": 100}))
+    torch.save(build_model("sage", in_dim, hidden, out_dim, 2, seed=0).state_dict(), run / "best.pt")
+
+
+def pyg_worker(spec: dict) -> dict:
+    """Child process: load the lake with pyarrow and run the model on the whole graph (as a PyG user would)."""
+    import torch
+
+    from tma_spark.infer.job import load_run
+    from tma_spark.train.graphdata import build_graph, read_table
+    from tma_spark.train.models import build_model
+
+    t0 = time.perf_counter()
+    g = build_graph(read_table(f"{spec['lake']}/nodes", "delta", ["id", "features", "label", "split"]),
+                    read_table(f"{spec['lake']}/edges", "delta", ["src", "dst"]))
+    t1 = time.perf_counter()
+    _, state, s = load_run(spec["run"])
+    model = build_model(s["model"], s["in_dim"], s["hidden"], s["out_dim"], s["layers"])
+    model.load_state_dict(state)
+    model.eval()
+    with torch.no_grad():
+        out = model(g.x, g.edge_index)
+    t2 = time.perf_counter()
+    return {"load_s": t1 - t0, "forward_s": t2 - t1, "nodes": g.num_nodes, "out_rows": int(out.shape[0]),
+            "threads": torch.get_num_threads(), "peak_rss": peak_rss()}
+
+
+def run_pyg(lake: str, run: str, work: Path) -> dict:
+    spec = {"lake": lake, "run": run, "result": str(work / "pyg.json")}
+    cmd = [sys.executable, os.path.abspath(__file__), "--_worker", json.dumps(spec)]
+    with Watch() as watch:
+        t0 = time.perf_counter()
+        proc = subprocess.Popen(cmd)
+        watch.sampled, watch.sampled_self = psutil.Process(proc.pid), True
+        rc = proc.wait()
+        wall = time.perf_counter() - t0
+    if rc != 0:
+        return {"status": f"failed (exit {rc}{', likely out of memory' if rc == -9 else ''})", "wall_s": wall}
+    row = json.loads(Path(spec["result"]).read_text())
+    row.update(status="ok", wall_s=wall, other_cpu_s=watch.other_cpu_s)
+    return row
+
+
+def run_spark(spark, lake: str, run: str, out: str) -> dict:
+    from tma_spark.infer import InferConfig, infer
+
+    with Watch(find_jvm()) as watch:
+        t0 = time.perf_counter()
+        result = infer(spark, InferConfig(lake=lake, run=run, out=out))
+        wall = time.perf_counter() - t0
+    return {"status": "ok", "wall_s": wall, "driver_peak_rss": watch.driver_peak, "jvm_peak_rss": watch.jvm_peak,
+            "workers_peak_rss": watch.sampled_peak, "other_cpu_s": watch.other_cpu_s, "test": result["test"],
+            "metric": result["metric"]}
+
+
+def make_lake(spark, graph: str, path: str, edges: int, data_dir) -> dict:
+    from tma_spark.config import IngestConfig
+    from tma_spark.ingest import ingest
+    from tma_spark.synthetic import SyntheticConfig
+
+    t0 = time.perf_counter()
+    if graph == "ogbn_arxiv":
+        cfg = IngestConfig(lake=path, dataset="ogbn_arxiv", data_dir=data_dir, structural_features="fastrp")
+    else:
+        cfg = IngestConfig(lake=path, synthetic=SyntheticConfig(nodes=edges // 10, edges=edges, communities=10,
+                                                                feature_dim=64, seed=0))
+    lake = ingest(spark, cfg)
+    return {"ingest_s": time.perf_counter() - t0, "nodes": lake.meta.num_nodes, "edges": lake.meta.num_edges,
+            "feature_dim": lake.meta.feature_dim, "classes": lake.meta.num_classes}
+
+
+def _mb(v) -> str:
+    return f"{v / MB:,.0f}" if v else "-"
+
+
+def main() -> None:
+    if len(sys.argv) == 3 and sys.argv[1] == "--_worker":
+        spec = json.loads(sys.argv[2])
+        Path(spec["result"]).write_text(json.dumps(pyg_worker(spec)))
+        return
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--graphs", default="ogbn_arxiv,synthetic")
+    ap.add_argument("--synthetic-edges", type=float, default=1e7)
+    ap.add_argument("--hidden", type=int, default=128)
+    ap.add_argument("--data-dir", default=None)
+    args = ap.parse_args()
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s", datefmt="%H:%M:%S")
+    from tma_spark.session import get_spark
+
+    spark = get_spark()
+    rows = []
+    work = Path(tempfile.mkdtemp(prefix="bench_infer_"))
+    try:
+        for graph in args.graphs.split(","):
+            lake, run = str(work / f"{graph}_lake"), work / f"{graph}_run"
+            info = make_lake(spark, graph, lake, int(args.synthetic_edges), args.data_dir)
+            write_run(run, info["feature_dim"], args.hidden, info["classes"])
+            log.info("%s: %s", graph, info)
+            spark_row = run_spark(spark, lake, str(run), str(work / f"{graph}_pred"))
+            pyg_row = run_pyg(lake, str(run), work)
+            rows.append({"graph": graph, **info, "spark": spark_row, "pyg": pyg_row})
+            log.info("%s: spark %s | pyg %s", graph, spark_row, pyg_row)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    command = "python benchmarks/bench_infer.py " + " ".join(sys.argv[1:])
+    lines = ["# Full-graph inference: Spark job against PyG in one process", "",
+             f"Command: `{command}`  ", f"Machine: {os.cpu_count()} cores, Spark {spark.sparkContext.master}; "
+             f"2-layer GraphSAGE, hidden {args.hidden}. Spark wall time covers the whole job (propagation, "
+             "prediction table written as Delta, exact metrics); PyG forward is `model(x, edge_index)` on the "
+             "whole graph in one process (load = reading the lake with pyarrow and building tensors).", "",
+             "| graph | nodes | edges | features | Spark s | Spark nodes/s | Spark peak MB (driver / JVM / workers) | "
+             "PyG forward s | PyG nodes/s (forward) | PyG nodes/s (load+forward) | PyG peak MB |",
+             "|---|---:|---:|---:|---:|---:|---|---:|---:|---:|---:|"]
+    for r in rows:
+        s, p = r["spark"], r["pyg"]
+        pyg_cells = (f"{p['forward_s']:.1f} | {r['nodes'] / p['forward_s']:,.0f} | "
+                     f"{r['nodes'] / (p['load_s'] + p['forward_s']):,.0f} | {_mb(p['peak_rss'])}"
+                     if p["status"] == "ok" else f"{p['status']} | - | - | -")
+        lines.append(f"| {r['graph']} | {r['nodes']:,} | {r['edges']:,} | {r['feature_dim']} | {s['wall_s']:.1f} | "
+                     f"{r['nodes'] / s['wall_s']:,.0f} | {_mb(s['driver_peak_rss'])} / {_mb(s['jvm_peak_rss'])} / "
+                     f"{_mb(s['workers_peak_rss'])} | {pyg_cells} |")
+    text = "\n".join(lines) + "\n"
+    print(text)
+    RESULTS.mkdir(exist_ok=True)
+    (RESULTS / "infer.md").write_text(text)
+    (RESULTS / "infer.json").write_text(json.dumps({"command": command, "args": vars(args),
+                                                    "machine": machine_info(spark), "rows": rows}, indent=2))
+
+
+if __name__ == "__main__":
+    main()
