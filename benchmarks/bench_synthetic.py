@@ -36,13 +36,10 @@ import shutil
 import statistics
 import sys
 import tempfile
-import threading
 import time
 from pathlib import Path
 
-import psutil
-
-from common import dir_size, find_jvm, machine_info, peak_rss, reset_peak
+from common import Watch, dir_size, find_jvm, machine_info
 from tma_spark.config import IngestConfig
 from tma_spark.ingest import ingest
 from tma_spark.session import get_spark
@@ -54,49 +51,13 @@ MB = 1 << 20
 JOBS = ("ingest", "parquet", "noop")
 
 
-# ---------------------------------------------------------------- memory
-
-class MemoryWatch:
-    """Peak RSS of the driver, the JVM and the JVM's Python workers while the ``with`` block runs."""
-
-    def __init__(self, jvm: psutil.Process | None):
-        self.jvm = jvm
-        self.workers_peak = 0
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._sample, daemon=True)
-
-    def _sample(self) -> None:
-        while not self._stop.wait(0.05):
-            total = 0
-            for p in self.jvm.children(recursive=True):
-                try:
-                    total += p.memory_info().rss
-                except psutil.Error:
-                    pass
-            self.workers_peak = max(self.workers_peak, total)
-
-    def __enter__(self) -> "MemoryWatch":
-        reset_peak(os.getpid())
-        if self.jvm is not None:
-            reset_peak(self.jvm.pid)
-            self._thread.start()
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self._stop.set()
-        if self._thread.is_alive():
-            self._thread.join()
-        self.driver_peak = peak_rss(os.getpid())
-        self.jvm_peak = peak_rss(self.jvm.pid) if self.jvm is not None else None
-
-
 # ---------------------------------------------------------------- jobs
 
 def run_job(spark, job: str, cfg: SyntheticConfig, workdir: Path, jvm) -> dict:
     """Run one timed job in a fresh folder under ``workdir``; return its figures."""
     out = workdir / job
     shutil.rmtree(out, ignore_errors=True)
-    with MemoryWatch(jvm) as mem:
+    with Watch(jvm) as mem:
         t0 = time.perf_counter()
         if job == "ingest":
             ingest(spark, IngestConfig(lake=str(out), synthetic=cfg, overwrite=True))
@@ -111,7 +72,7 @@ def run_job(spark, job: str, cfg: SyntheticConfig, workdir: Path, jvm) -> dict:
     shutil.rmtree(out, ignore_errors=True)
     return {"seconds": seconds, "edges_per_s": cfg.edges / seconds, "output_bytes": size,
             "driver_peak_rss": mem.driver_peak, "jvm_peak_rss": mem.jvm_peak,
-            "workers_peak_rss": mem.workers_peak or None}
+            "workers_peak_rss": mem.sampled_peak or None}
 
 
 # ---------------------------------------------------------------- report

@@ -225,3 +225,17 @@ def test_link_task_needs_an_edge_split(spark, cora_lake, tmp_path):
     with pytest.raises(TmaSparkError, match="no edge split"):
         train(spark, TrainConfig(lake=str(lake), out=str(tmp_path / "run"), mode="central", task="link"))
     assert not (tmp_path / "run").exists()
+
+
+def test_cached_part_is_reloaded_when_data_or_objective_settings_change():
+    from tma_spark.train.executor import _cache_key
+
+    source = {"path": "/p", "version": 1.0}
+    spec = {"task": "node", "sampler": "full", "fanouts": [25, 10], "batch_size": 1024, "in_dim": 8, "hidden": 16}
+    cpu = torch.device("cpu")
+    key = _cache_key(source, 0, spec, cpu)
+    assert _cache_key(dict(source), 0, dict(spec), cpu) == key
+    assert _cache_key({**source, "version": 2.0}, 0, spec, cpu) != key  # PARTS re-written at the same path
+    assert _cache_key(source, 1, spec, cpu) != key
+    for change in ({"sampler": "neighbor"}, {"task": "link"}, {"fanouts": [5, 5]}, {"batch_size": 64}):
+        assert _cache_key(source, 0, {**spec, **change}, cpu) != key

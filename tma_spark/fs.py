@@ -8,13 +8,15 @@ never leaves a half-written output visible.
 
 from __future__ import annotations
 
+import json
 import os
 import uuid
 from typing import Tuple
 
 from pyspark.sql import SparkSession
 
-__all__ = ["qualify", "exists", "delete", "rename", "write_bytes", "write_text", "read_text", "staging_sibling", "replace_dir"]
+__all__ = ["qualify", "exists", "delete", "rename", "write_bytes", "write_text", "read_text", "staging_sibling", "replace_dir",
+           "write_json_local"]
 
 
 def qualify(path: str) -> str:
@@ -99,3 +101,12 @@ def replace_dir(spark: SparkSession, staging: str, final: str) -> None:
         raise
     if old is not None:
         delete(spark, old)
+
+
+def write_json_local(path: str, obj) -> None:
+    """Write ``obj`` as JSON to a local file atomically (a temporary sibling renamed over ``path``), for run
+    folders, which live on the driver's disk."""
+    tmp = f"{path}.tmp-{os.getpid()}"
+    with open(tmp, "w") as fh:
+        json.dump(obj, fh, indent=2, default=str)
+    os.replace(tmp, path)

@@ -218,14 +218,7 @@ def infer(spark: SparkSession, cfg: InferConfig) -> dict:
     result.update(task=spec["task"], model=spec["model"], checkpoint=cfg.checkpoint, predictions=out,
                   lake=lake.path, nodes=lake.meta.num_nodes, seconds=round(time.time() - started, 2),
                   config=asdict(cfg))
-    _write_json(os.path.join(cfg.run, "eval.json"), result)
+    fs.write_json_local(os.path.join(cfg.run, "eval.json"), result)
     log.info("inference done in %.1f s: %s %s val %.4f, test %.4f -> %s", result["seconds"], spec["task"],
              result["metric"], result["val"] or float("nan"), result["test"] or float("nan"), out)
     return result
-
-
-def _write_json(path: str, obj) -> None:
-    tmp = f"{path}.tmp-{os.getpid()}"
-    with open(tmp, "w") as fh:
-        json.dump(obj, fh, indent=2, default=str)
-    os.replace(tmp, path)

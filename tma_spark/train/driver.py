@@ -22,6 +22,7 @@ from typing import Dict, List
 import torch
 from pyspark.sql import SparkSession
 
+from .. import fs
 from ..errors import ConfigError, TmaSparkError
 from ..lake import open_lake
 from .averaging import average_state_dicts
@@ -88,13 +89,6 @@ def _prepare_run_dir(out: str, overwrite: bool) -> str:
 def _save_atomic(obj, path: str) -> None:
     tmp = f"{path}.tmp-{os.getpid()}"
     torch.save(obj, tmp)
-    os.replace(tmp, path)
-
-
-def _write_json(path: str, obj) -> None:
-    tmp = f"{path}.tmp-{os.getpid()}"
-    with open(tmp, "w") as fh:
-        json.dump(obj, fh, indent=2)
     os.replace(tmp, path)
 
 
@@ -208,9 +202,12 @@ def _check_lake(cfg: TrainConfig, lake) -> None:
 def _source(spark: SparkSession, cfg: TrainConfig, lake):
     """Where trainers read their graphs, the number of trainers, and the partition strategy."""
     if cfg.mode == "central":
-        return {"kind": "lake", "path": lake.path, "format": lake.meta.format}, 1, "none"
+        return {"kind": "lake", "path": lake.path, "format": lake.meta.format, "version": lake.meta.created_at}, 1, \
+            "none"
     info = _parts_info(spark, cfg, lake)
-    return {"kind": "parts", "path": info["path"], "format": info["format"]}, info["parts"], info["strategy"]
+    version = os.path.getmtime(os.path.join(info["path"], "_tma_parts.json"))
+    return ({"kind": "parts", "path": info["path"], "format": info["format"], "version": version}, info["parts"],
+            info["strategy"])
 
 
 def train(spark: SparkSession, cfg: TrainConfig) -> dict:
@@ -230,7 +227,7 @@ def train(spark: SparkSession, cfg: TrainConfig) -> dict:
     threads = int(spark.sparkContext.getConf().get("spark.task.cpus", "1"))
     if k == 1 and spark.sparkContext.master.startswith("local"):
         threads = os.cpu_count() or threads  # one trainer on one machine uses all its cores, as PyG would
-    _write_json(os.path.join(run_dir, "config.json"),
+    fs.write_json_local(os.path.join(run_dir, "config.json"),
                 {**cfg.to_dict(), "parts": k, "partition_strategy": strategy, "lake_path": lake.path,
                  "eval_mode": "full" if evaluator.exact else "sampled"})
     out_dim = lake.meta.num_classes if cfg.task == "node" else cfg.hidden  # link: embeddings
@@ -301,7 +298,7 @@ def train(spark: SparkSession, cfg: TrainConfig) -> dict:
                "parts": k, "partition_strategy": strategy, "model": cfg.model,
                "total_steps": sum(sum(h["steps"]) for h in history), "startup_seconds": round(startup, 3),
                "mean_overhead_seconds": round(sum(h["overhead_seconds"] for h in history) / max(len(history), 1), 3)}
-    _write_json(os.path.join(run_dir, "summary.json"), summary)
+    fs.write_json_local(os.path.join(run_dir, "summary.json"), summary)
     log.info("done: best val %s %.4f at round %d, test %.4f, %d rounds in %.0f s", evaluator.metric, best["val"],
              best["round"], best["test"], round_index, summary["wall_seconds"])
     return summary

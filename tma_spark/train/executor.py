@@ -34,8 +34,8 @@ __all__ = ["to_bytes", "from_bytes", "load_part", "train_for", "pick_device", "r
 
 log = logging.getLogger(__name__)
 
-#: (source path, part, task) -> (graph, objective); one entry per worker (tasks may move between workers).
-_CACHE: Dict[Tuple[str, int, str], tuple] = {}
+#: :func:`_cache_key` -> (graph, objective); one entry per worker (tasks may move between workers).
+_CACHE: Dict[tuple, tuple] = {}
 #: (run id, part) -> optimizer state, for ``optimizer_state="resident"``.
 _OPT_STATES: Dict[Tuple[str, int], dict] = {}
 NODE_COLUMNS = ["id", "features", "label", "split"]
@@ -52,9 +52,16 @@ def from_bytes(data: bytes):
     return torch.load(io.BytesIO(data), weights_only=True, map_location="cpu")
 
 
+def _cache_key(source: dict, part: int, spec: dict, device: torch.device) -> tuple:
+    """Everything the cached graph and objective depend on: the data (path and version, so that a re-written
+    PARTS folder is reloaded), the part, the objective's settings and the device."""
+    settings = tuple(str(spec.get(k)) for k in ("task", "sampler", "fanouts", "batch_size", "in_dim", "hidden"))
+    return (source["path"], source.get("version"), part, settings, str(device))
+
+
 def load_part(source: dict, part: int, spec: dict, device: torch.device):
     """(graph, objective) of ``part`` (or of the whole lake when ``source["kind"] == "lake"``), cached per process."""
-    key = (source["path"], part, spec.get("task", "node"))
+    key = _cache_key(source, part, spec, device)
     if key not in _CACHE:
         where = {"part": part} if source["kind"] == "parts" else None
         nodes = read_table(f"{source['path']}/nodes", source["format"], NODE_COLUMNS, where)
