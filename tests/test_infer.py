@@ -35,7 +35,7 @@ def _pyg_outputs(lake, run, task):
         return model(g.x, g.edge_index), g
 
 
-@pytest.mark.parametrize("model", ["sage", "gcn", "mlp"])
+@pytest.mark.parametrize("model", ["sage", "gcn", "gat", "mlp"])
 def test_node_predictions_equal_pyg_full_graph_inference(spark, cli, cora_lake, tmp_path, model):
     run = _run(spark, cora_lake, tmp_path, model, "node")
     pred_path = tmp_path / "pred"

@@ -144,3 +144,32 @@ def test_fastrp_features_are_deterministic_standardized_and_structural(spark, co
     on_edges = (unit[src] * unit[dst]).sum(1).mean()
     at_random = (unit[i] * unit[j]).sum(1).mean()
     assert on_edges > at_random + 0.3, (on_edges, at_random)
+
+
+@pytest.mark.parametrize("batch_rows", [10_000, 7])
+def test_attention_propagate_matches_pyg_gatconv(spark, cora, batch_rows):
+    """GAT's softmax-weighted aggregation, also with runs split across tiny Arrow batches (online softmax)."""
+    from torch_geometric.nn import GATConv
+
+    from tma_spark.infer.attention import attention_propagate
+    from tma_spark.infer.propagate import vector_column
+
+    lake, g, x, und, _ = cora
+    torch.manual_seed(0)
+    conv = GATConv(DIM, 3, heads=2, bias=False).eval()
+    with torch.no_grad():
+        xt = torch.from_numpy(x)
+        want = conv(xt, g.edge_index).numpy()
+        xw = conv.lin(xt)
+        h = xw.view(-1, 2, 3)
+        a_src, a_dst = (h * conv.att_src).sum(-1), (h * conv.att_dst).sum(-1)
+    table = pa.table({"id": pa.array(np.arange(len(x)), pa.int64()), "xw": vector_column(xw.numpy()),
+                      "a_src": vector_column(a_src.numpy()), "a_dst": vector_column(a_dst.numpy())})
+    old = spark.conf.get("spark.sql.execution.arrow.maxRecordsPerBatch")
+    spark.conf.set("spark.sql.execution.arrow.maxRecordsPerBatch", batch_rows)
+    try:
+        got = _matrix(attention_propagate(und, spark.createDataFrame(table), heads=2, num_partitions=2))
+    finally:
+        spark.conf.set("spark.sql.execution.arrow.maxRecordsPerBatch", old)
+    assert got.shape == (g.num_nodes, 6)
+    assert np.abs(got - want).max() < 1e-5

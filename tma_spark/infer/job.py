@@ -36,6 +36,7 @@ from ..errors import ConfigError, TmaSparkError
 from ..lake import LAKE_FORMATS, Lake, check_output_path, open_lake
 from ..train.models import build_model
 from . import layers
+from .attention import attention_propagate
 from .propagate import degrees, propagate, undirected_edges, vector_matrix
 
 __all__ = ["InferConfig", "infer", "load_run"]
@@ -133,12 +134,14 @@ def _layer_outputs(spark: SparkSession, lake: Lake, spec: dict, state: bytes, sc
         if spec["model"] == "mlp":
             out = h.mapInArrow(layers.post_fn(spec, state, i), "id long, vec array<float>")
         else:
-            pre = _materialize(spark, h.mapInArrow(layers.pre_fn(spec, state, i),
-                                                   "id long, msg array<float>, root array<float>"),
+            pre = _materialize(spark, h.mapInArrow(layers.pre_fn(spec, state, i), layers.PRE_SCHEMA[spec["model"]]),
                                f"{scratch}/pre{i}")
-            how = "mean" if spec["model"] == "sage" else "gcn"
-            agg = propagate(und, pre.select("id", F.col("msg").alias("vec")), how, deg)
-            joined = pre.select("id", "root").join(agg.select("id", F.col("vec").alias("agg")), "id")
+            if spec["model"] == "gat":
+                joined = attention_propagate(und, pre, layers.heads(spec, state, i)).withColumnRenamed("vec", "agg")
+            else:
+                how = "mean" if spec["model"] == "sage" else "gcn"
+                agg = propagate(und, pre.select("id", F.col("msg").alias("vec")), how, deg)
+                joined = pre.select("id", "root").join(agg.select("id", F.col("vec").alias("agg")), "id")
             out = joined.mapInArrow(layers.post_fn(spec, state, i), "id long, vec array<float>")
         h = _materialize(spark, out, f"{scratch}/layer{i}")
         log.info("inference layer %d/%d done in %.1f s", i + 1, spec["layers"], time.time() - started)
@@ -184,9 +187,6 @@ def infer(spark: SparkSession, cfg: InferConfig) -> dict:
     started = time.time()
     lake = open_lake(spark, cfg.lake)
     run_cfg, state, spec = load_run(cfg.run, cfg.checkpoint)
-    if spec["model"] not in layers.INFER_MODELS:
-        raise TmaSparkError(f"Spark inference supports {', '.join(layers.INFER_MODELS)} models; run {cfg.run} "
-                            f"trained {spec['model']}. Fix: train one of those, or evaluate with 'tma-spark train'.")
     if spec["in_dim"] != lake.meta.feature_dim:
         raise TmaSparkError(f"The model of run {cfg.run} takes {spec['in_dim']} features but lake {lake.path} has "
                             f"{lake.meta.feature_dim}. Fix: infer on the lake the model was trained on.")

@@ -17,6 +17,10 @@ How each model maps onto that split (all exact rewrites of the PyG layers):
   with a linear map) so that messages are as small as possible.
 * GCN: ``sum_j norm_ij (x_j W) + b``; ``pre`` applies ``W``, propagate applies
   the normalization with self loops.
+* GAT: ``pre`` applies ``W`` and the two attention vectors (per-head logits
+  ``a_src``, ``a_dst``); :func:`tma_spark.infer.attention.attention_propagate`
+  does the per-node softmax over incoming edges and self loop; ``post`` adds
+  the bias.
 * MLP: ``post`` only.
 """
 
@@ -30,9 +34,13 @@ import pyarrow as pa
 
 from .propagate import vector_column, vector_matrix
 
-__all__ = ["INFER_MODELS", "pre_fn", "post_fn", "output_fn", "link_ranks", "narrows", "state_bytes"]
+__all__ = ["PRE_SCHEMA", "pre_fn", "post_fn", "output_fn", "link_ranks", "narrows", "state_bytes",
+           "heads"]
 
-INFER_MODELS = ("sage", "gcn", "mlp")
+#: Output columns of :func:`pre_fn` per model.
+PRE_SCHEMA = {"sage": "id long, msg array<float>, root array<float>",
+              "gcn": "id long, msg array<float>, root array<float>",
+              "gat": "id long, xw array<float>, a_src array<float>, a_dst array<float>"}
 
 _MODELS: Dict[int, object] = {}
 
@@ -70,8 +78,14 @@ def _rows(ids: pa.Array, **columns) -> pa.RecordBatch:
     return pa.RecordBatch.from_arrays([ids] + [vector_column(c.numpy()) for c in columns.values()], names=names)
 
 
+def heads(spec: dict, state: bytes, layer: int) -> int:
+    """Attention heads of GAT layer ``layer``."""
+    return int(_model(spec, state).convs[layer].heads)
+
+
 def pre_fn(spec: dict, state: bytes, layer: int) -> Callable[[Iterator[pa.RecordBatch]], Iterator[pa.RecordBatch]]:
-    """``(id, vec)`` -> ``(id, msg, root)`` for message-passing layer ``layer`` (root is empty for GCN)."""
+    """``(id, vec)`` -> :data:`PRE_SCHEMA` rows for message-passing layer ``layer``: ``(id, msg, root)`` (root is
+    empty for GCN), or ``(id, xw, a_src, a_dst)`` for GAT."""
 
     def run(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
         import torch
@@ -82,6 +96,12 @@ def pre_fn(spec: dict, state: bytes, layer: int) -> Callable[[Iterator[pa.Record
                 if b.num_rows == 0:
                     continue
                 x = _tensor(b, "vec")
+                if spec["model"] == "gat":
+                    xw = conv.lin(x)
+                    h = xw.view(len(x), conv.heads, conv.out_channels)
+                    yield _rows(b.column("id"), xw=xw, a_src=(h * conv.att_src).sum(-1),
+                                a_dst=(h * conv.att_dst).sum(-1))
+                    continue
                 if spec["model"] == "sage":
                     msg = x @ conv.lin_l.weight.T if narrows(spec, layer) else x
                     root = conv.lin_r(x)
@@ -93,8 +113,8 @@ def pre_fn(spec: dict, state: bytes, layer: int) -> Callable[[Iterator[pa.Record
 
 
 def post_fn(spec: dict, state: bytes, layer: int) -> Callable[[Iterator[pa.RecordBatch]], Iterator[pa.RecordBatch]]:
-    """``(id, root, agg)`` (or ``(id, vec)`` for MLP) -> ``(id, vec)``: the layer's output, activated and
-    normalized unless it is the last layer."""
+    """``(id, root, agg)`` (``(id, agg)`` for GCN and GAT, ``(id, vec)`` for MLP) -> ``(id, vec)``: the layer's
+    output, activated and normalized unless it is the last layer."""
 
     def run(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
         import torch
@@ -111,7 +131,7 @@ def post_fn(spec: dict, state: bytes, layer: int) -> Callable[[Iterator[pa.Recor
                 elif spec["model"] == "sage":
                     agg = _tensor(b, "agg")
                     out = (agg + conv.lin_l.bias if narrows(spec, layer) else conv.lin_l(agg)) + _tensor(b, "root")
-                else:  # gcn
+                else:  # gcn, gat: the aggregation is complete, add the bias
                     out = _tensor(b, "agg") + conv.bias
                 if not last:
                     out = model.norms[layer](model.acts[layer](out))

@@ -228,8 +228,8 @@ def train(spark: SparkSession, cfg: TrainConfig) -> dict:
     if k == 1 and spark.sparkContext.master.startswith("local"):
         threads = os.cpu_count() or threads  # one trainer on one machine uses all its cores, as PyG would
     fs.write_json_local(os.path.join(run_dir, "config.json"),
-                {**cfg.to_dict(), "parts": k, "partition_strategy": strategy, "lake_path": lake.path,
-                 "eval_mode": "full" if evaluator.exact else "sampled"})
+                        {**cfg.to_dict(), "parts": k, "partition_strategy": strategy, "lake_path": lake.path,
+                         "eval_mode": "full" if evaluator.exact else "sampled"})
     out_dim = lake.meta.num_classes if cfg.task == "node" else cfg.hidden  # link: embeddings
     spec = {"model": cfg.model, "in_dim": lake.meta.feature_dim, "hidden": cfg.hidden, "out_dim": out_dim,
             "layers": cfg.layers, "dropout": cfg.dropout, "lr": cfg.lr, "seed": cfg.seed, "source": source,
