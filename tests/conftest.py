@@ -1,5 +1,6 @@
 """Shared fixtures: one real local SparkSession (with Delta) for the whole suite."""
 
+import logging
 import os
 from pathlib import Path
 
@@ -41,6 +42,9 @@ def cli(spark, capsys):
             code = 0
         except SystemExit as exc:
             code = exc.code
+        finally:
+            # main() logs to the captured stderr of this test, which pytest closes afterwards.
+            logging.getLogger().handlers.clear()
         out, err = capsys.readouterr()
         return code, out, err
 

@@ -119,7 +119,8 @@ def super_assignment(spark: SparkSession, nodes: DataFrame, edges: DataFrame, nu
                .withColumn("chunk", F.pmod(F.xxhash64("id", F.lit(seed), F.lit("chunk")), F.col("chunks")))
                .select("id", "community", "chunk")).cache()
     groups = chunked.groupBy("community", "chunk").count().collect()
-    keys = {(r["community"], r["chunk"]): r["count"] for r in groups}
+    # Sorted: collect() returns rows in shuffle order, and the seeded placement must not depend on it.
+    keys = {(r["community"], r["chunk"]): r["count"] for r in sorted(groups, key=lambda r: (r["community"], r["chunk"]))}
     index = {key: i for i, key in enumerate(keys)}
     placed = balanced_assignment({index[k]: n for k, n in keys.items()}, parts, seed)
     import pyarrow as pa
