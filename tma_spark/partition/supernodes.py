@@ -20,6 +20,7 @@ from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
 from ..errors import TmaSparkError
+from ..infer.propagate import undirected_edges
 from .metrics import balanced_assignment
 from .strategies import METIS_MAX_EDGES, metis_assignment
 
@@ -45,11 +46,6 @@ def graphframes_available(spark: SparkSession) -> bool:
         return False
 
 
-def _undirected(edges: DataFrame) -> DataFrame:
-    e = edges.where("src != dst").select("src", "dst")
-    return e.unionByName(e.select(F.col("dst").alias("src"), F.col("src").alias("dst"))).distinct()
-
-
 def _builtin_lpa(spark: SparkSession, nodes: DataFrame, edges: DataFrame, max_iter: int) -> DataFrame:
     """Label propagation: each node takes its neighbours' most frequent label.
 
@@ -59,7 +55,7 @@ def _builtin_lpa(spark: SparkSession, nodes: DataFrame, edges: DataFrame, max_it
     label, so the result is deterministic. Nodes without neighbours keep their
     own id as label. Returns ``(id, community)``.
     """
-    adj = _undirected(edges).cache()
+    adj = undirected_edges(edges).cache()
     labels = nodes.select("id", F.col("id").alias("community")).localCheckpoint()
     for it in range(max_iter):
         counts = (adj.join(labels.withColumnRenamed("id", "src"), "src")
@@ -94,7 +90,7 @@ def label_propagation(spark: SparkSession, nodes: DataFrame, edges: DataFrame, m
         from graphframes import GraphFrame
 
         log.info("label propagation with GraphFrames (%d iterations)", max_iter)
-        g = GraphFrame(nodes.select("id"), _undirected(edges))
+        g = GraphFrame(nodes.select("id"), undirected_edges(edges))
         return g.labelPropagation(maxIter=max_iter).select("id", F.col("label").alias("community"))
     log.info("label propagation with the built-in DataFrame implementation (%d iterations)", max_iter)
     return _builtin_lpa(spark, nodes, edges, max_iter)
