@@ -31,6 +31,16 @@ def cora_lake(spark, tmp_path_factory):
     return path
 
 
+@pytest.fixture(scope="session")
+def cora_parts(spark, cora_lake, tmp_path_factory):
+    """Cora in K = 2 RandomTMA parts (read-only for tests)."""
+    from tma_spark.partition import PartitionConfig, partition
+
+    out = str(tmp_path_factory.mktemp("parts") / "p2")
+    partition(spark, PartitionConfig(lake=cora_lake, out=out, parts=2, seed=0))
+    return out
+
+
 @pytest.fixture
 def cli(spark, capsys):
     """Run ``tma-spark ARGS`` in-process on the shared session; return (exit code, stdout, stderr)."""

@@ -19,13 +19,6 @@ BIN = Path(sys.executable).parent
 REPO = Path(__file__).resolve().parents[1]
 
 
-@pytest.fixture(scope="module")
-def cora_parts(spark, cora_lake, tmp_path_factory):
-    out = str(tmp_path_factory.mktemp("parts") / "p2")
-    partition(spark, PartitionConfig(lake=cora_lake, out=out, parts=2, seed=0))
-    return out
-
-
 @pytest.mark.parametrize("kind", MODELS)
 def test_models_forward_shapes_and_seeded_init(kind):
     m = build_model(kind, 5, 8, 3, seed=1)
@@ -40,7 +33,8 @@ def test_two_round_barrier_run_writes_a_complete_run_folder(spark, cora_lake, co
     out = tmp_path / "run"
     s = train(spark, TrainConfig(lake=cora_lake, partitions=cora_parts, out=str(out), round_seconds=2,
                                  time_limit=60, max_rounds=2, hidden=32))
-    assert sorted(os.listdir(out)) == ["best.pt", "config.json", "last.pt", "metrics.jsonl", "summary.json"]
+    assert sorted(os.listdir(out)) == ["best.pt", "checkpoint.pt", "config.json", "last.pt", "metrics.jsonl",
+                                  "summary.json"]
     rows = [json.loads(l) for l in (out / "metrics.jsonl").read_text().splitlines()]
     assert [r["round"] for r in rows] == [1, 2]
     assert all(len(r["steps"]) == 2 and min(r["steps"]) >= 1 for r in rows)

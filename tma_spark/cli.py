@@ -141,7 +141,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--optimizer-state", default="shipped", help="shipped (travels with each round's task; "
                    "default) | resident (stays in the task's Python worker)")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--overwrite", action="store_true", help="replace an existing run folder")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing run folder (the previous run "
+                   "stays in place until the new one finishes)")
+    p.add_argument("--resume", action="store_true", help="continue the run in --out from its last checkpoint "
+                   "(after the driver was killed or a round failed for good)")
+    p.add_argument("--round-retries", type=int, default=2, help="times a failed round is run again from the same "
+                   "weights (default 2)")
+    p.add_argument("--tolerate-failures", action="store_true", help="average a round over the trainers that "
+                   "finish it; a lost trainer rejoins in the next round")
+    p.add_argument("--inject-failure", dest="inject_failures", metavar="KIND:PART:ROUND[,...]",
+                   help="fault injection for tests and demos: kill trainer PART during round ROUND; KIND is "
+                   "trainer (its Python worker) or executor (its executor JVM; needs local-cluster or a cluster)")
 
     p = sub.add_parser("infer", parents=[common], help="apply a trained model to every node (Spark), exact metrics",
                        description="Layer-wise full-graph inference as Spark jobs: predictions or embeddings for "
@@ -238,7 +248,9 @@ def run(argv: Optional[List[str]] = None) -> int:
             weighting=args.weighting, llcg_steps=args.llcg_steps, seed=args.seed, overwrite=args.overwrite,
             sampler=args.sampler, fanouts=_ints(args.fanouts, "--fanouts") if args.fanouts else None, batch_size=args.batch_size,
             eval=args.eval, eval_nodes=args.eval_nodes, eval_edges=args.eval_edges,
-            eval_negatives=args.eval_negatives, optimizer_state=args.optimizer_state,
+            eval_negatives=args.eval_negatives, optimizer_state=args.optimizer_state, resume=args.resume,
+            round_retries=args.round_retries, tolerate_failures=args.tolerate_failures,
+            inject_failures=args.inject_failures,
         ).validate()
     elif args.command == "infer":
         from .infer import InferConfig

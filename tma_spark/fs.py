@@ -15,6 +15,8 @@ from typing import Tuple
 
 from pyspark.sql import SparkSession
 
+from .faults import crash_point
+
 __all__ = ["qualify", "exists", "delete", "rename", "write_bytes", "write_text", "read_text", "staging_sibling", "replace_dir",
            "write_json_local"]
 
@@ -89,6 +91,7 @@ def replace_dir(spark: SparkSession, staging: str, final: str) -> None:
     The previous version is renamed aside first and deleted only after the new
     one is in place, so at every instant one complete version exists on disk.
     """
+    crash_point("before-commit")  # fault injection: a job killed here must leave ``final`` as it was
     old = None
     if exists(spark, final):
         old = staging_sibling(final, "previous")

@@ -6,6 +6,7 @@ from dataclasses import asdict, dataclass
 from typing import Optional, Tuple
 
 from ..errors import ConfigError
+from ..faults import Fault, parse_faults
 from .models import MODELS
 
 __all__ = ["TrainConfig", "MODES", "TASKS", "WEIGHTINGS", "SAMPLERS", "EVAL_MODES", "OPTIMIZER_STATES"]
@@ -42,6 +43,14 @@ class TrainConfig:
         eval_negatives: negatives per validation/test edge for MRR (link task).
         optimizer_state: ``shipped`` (Adam state travels with each round's task) or ``resident`` (stays in
             the task's Python worker; lost when Spark moves the task).
+        round_retries: times a round whose trainer failed is run again from the same global weights
+            (default mode: every trainer must finish a round).
+        tolerate_failures: run trainers as independent tasks and average each round over the trainers that
+            finished it; a lost trainer rejoins in the next round (the paper's robustness setting).
+        inject_failures: fault injection for tests and demos, ``KIND:PART:ROUND[,...]`` with KIND
+            ``trainer`` (kill the trainer's Python worker) or ``executor`` (kill its executor JVM).
+        resume: continue the run in ``out`` from its last checkpoint (weights, optimizer states, round,
+            random state, elapsed budget) instead of starting a new one.
     """
 
     lake: str
@@ -70,6 +79,10 @@ class TrainConfig:
     optimizer_state: str = "shipped"
     seed: int = 0
     overwrite: bool = False
+    round_retries: int = 2
+    tolerate_failures: bool = False
+    inject_failures: Optional[str] = None
+    resume: bool = False
 
     def validate(self) -> "TrainConfig":
         checks = [
@@ -99,11 +112,20 @@ class TrainConfig:
             (self.mode == "central" or bool(self.partitions),
              f"--mode {self.mode} needs --partitions PARTS (from 'tma-spark partition')."),
             (bool(self.out), "--out is required: the run folder."),
+            (self.round_retries >= 0, f"--round-retries {self.round_retries} must be 0 or more."),
+            (not (self.resume and self.overwrite), "--resume continues the run in --out and --overwrite replaces "
+             "it; pass one of them."),
         ]
         for ok, message in checks:
             if not ok:
                 raise ConfigError(message)
+        self.faults  # parses --inject-failure, raising a ConfigError that names the bad item
         return self
+
+    @property
+    def faults(self) -> Tuple[Fault, ...]:
+        """The injected faults (``inject_failures`` parsed)."""
+        return parse_faults(self.inject_failures)
 
     @property
     def hop_fanouts(self) -> Tuple[int, ...]:

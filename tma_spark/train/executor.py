@@ -26,6 +26,7 @@ from typing import Dict, Optional, Tuple
 
 import torch
 
+from ..faults import Fault, kill_executor, kill_self
 from .graphdata import build_graph, message_passing_edges, read_table
 from .models import build_model
 from .objectives import build_objective
@@ -126,8 +127,13 @@ def _cpu(obj):
 
 
 def run_trainer_task(part: int, spec: dict, state_bytes: bytes, opt_bytes: Optional[bytes], seconds: float,
-                     round_index: int, gpu_addresses: Optional[list], threads: int) -> dict:
-    """Everything one trainer does in one round; returns plain bytes and numbers for the driver."""
+                     round_index: int, gpu_addresses: Optional[list], threads: int,
+                     fault: Optional[Fault] = None) -> dict:
+    """Everything one trainer does in one round; returns plain bytes and numbers for the driver.
+
+    With an injected ``fault`` the trainer trains for half the round, then kills its process (or its
+    executor), as a crash or a lost machine would.
+    """
     started = time.monotonic()
     torch.set_num_threads(max(int(threads), 1))
     device = pick_device(gpu_addresses)
@@ -141,8 +147,13 @@ def run_trainer_task(part: int, spec: dict, state_bytes: bytes, opt_bytes: Optio
     if opt_miss:
         log.warning("round %d part %d: optimizer state not on this worker (task moved); starting a fresh one",
                     round_index, part)
-    out = train_for(objective, spec, state, opt_state, max(seconds - (loaded - started), 0.0), device,
-                    seed=spec["seed"] * 100_003 + round_index * 101 + part)
+    budget = max(seconds - (loaded - started), 0.0)
+    seed = spec["seed"] * 100_003 + round_index * 101 + part
+    if fault is not None:
+        train_for(objective, spec, state, opt_state, budget / 2, device, seed=seed)
+        reason = f"--inject-failure {fault}: round {round_index} part {part}"
+        kill_executor(reason) if fault.kind == "executor" else kill_self(reason)
+    out = train_for(objective, spec, state, opt_state, budget, device, seed=seed)
     if resident and round_index > 0:  # round 0 is the warm-up stage, whose result is discarded
         _OPT_STATES.clear()  # one part per worker, as for the graph cache
         _OPT_STATES[opt_key] = out["opt"]
