@@ -88,7 +88,7 @@ CHECKPOINT = "checkpoint.pt"
 CHECKPOINT_FORMAT = "tma_spark.train.checkpoint/1"
 #: Settings a resumed run may change; every other setting must equal the checkpointed run's.
 RESUMABLE_CHANGES = {"time_limit", "max_rounds", "patience", "overwrite", "resume", "round_retries",
-                     "tolerate_failures", "inject_failures", "round_seconds"}
+                     "tolerate_failures", "inject_failures", "round_seconds", "out"}
 
 
 def _next_dir(out: str) -> str:
@@ -424,8 +424,6 @@ def train(spark: SparkSession, cfg: TrainConfig) -> dict:
     lake = open_lake(spark, cfg.lake)
     _check_lake(cfg, lake)
     source, k, strategy = _source(spark, cfg, lake)
-    check_slots(spark, k)
-    _check_faults(spark, cfg, k)
     _check_run_dir(cfg.out, cfg.overwrite, cfg.resume)
     run_config = {**cfg.to_dict(), "out": os.path.abspath(cfg.out), "lake": lake.path,
                   "partitions": source["path"] if cfg.mode != "central" else None,
@@ -436,6 +434,9 @@ def train(spark: SparkSession, cfg: TrainConfig) -> dict:
         saved = json.loads(open(os.path.join(run_dir, "config.json")).read())
         _check_resumable(saved, run_config, run_dir)
         ckpt = _load_checkpoint(run_dir)
+    check_slots(spark, k)
+    _check_faults(spark, cfg, k)
+    if cfg.resume:
         history = _read_history(run_dir, ckpt["round"] if ckpt else 0)
     evaluator = build_evaluator(spark, lake, cfg)
     if cfg.mode == "llcg" and not evaluator.exact:
