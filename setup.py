@@ -6,9 +6,10 @@ from setuptools import find_packages, setup
 HERE = Path(__file__).parent
 
 
-def _requirements() -> list:
-    lines = (HERE / "requirements.txt").read_text().splitlines()
-    return [ln.strip() for ln in lines if ln.strip() and not ln.startswith("#") and not ln.startswith("pytest")]
+def _requirements(*prefixes: str, exclude: bool = True) -> list:
+    """Pinned lines of requirements.txt (comments dropped), without (or only) those starting with ``prefixes``."""
+    lines = [ln.split("#")[0].strip() for ln in (HERE / "requirements.txt").read_text().splitlines()]
+    return [ln for ln in lines if ln and ln.startswith(prefixes) != exclude]
 
 
 setup(
@@ -20,7 +21,7 @@ setup(
     python_requires=">=3.10",
     packages=find_packages(include=["tma_spark", "tma_spark.*"]),
     package_data={"tma_spark": ["data/*.npz", "data/*.md"]},
-    install_requires=_requirements(),
-    extras_require={"test": ["pytest==9.2.0"]},
+    install_requires=_requirements("pytest", "mlflow"),
+    extras_require={"test": _requirements("pytest", exclude=False), "mlflow": _requirements("mlflow", exclude=False)},
     entry_points={"console_scripts": ["tma-spark=tma_spark.cli:main"]},
 )

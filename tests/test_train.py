@@ -33,8 +33,8 @@ def test_two_round_barrier_run_writes_a_complete_run_folder(spark, cora_lake, co
     out = tmp_path / "run"
     s = train(spark, TrainConfig(lake=cora_lake, partitions=cora_parts, out=str(out), round_seconds=2,
                                  time_limit=60, max_rounds=2, hidden=32))
-    assert sorted(os.listdir(out)) == ["best.pt", "checkpoint.pt", "config.json", "last.pt", "metrics.jsonl",
-                                  "summary.json"]
+    assert sorted(os.listdir(out)) == ["best.pt", "checkpoint.pt", "config.json", "curves.png", "last.pt",
+                                  "metrics.jsonl", "summary.json"]
     rows = [json.loads(l) for l in (out / "metrics.jsonl").read_text().splitlines()]
     assert [r["round"] for r in rows] == [1, 2]
     assert all(len(r["steps"]) == 2 and min(r["steps"]) >= 1 for r in rows)

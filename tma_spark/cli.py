@@ -11,7 +11,7 @@ import json
 import logging
 import os
 import sys
-from typing import List, Optional
+from typing import List, Optional, Sequence
 
 from . import __version__
 from .config import INPUT_FORMATS, IngestConfig
@@ -61,6 +61,8 @@ def build_parser() -> argparse.ArgumentParser:
     common.add_argument("--master", help="Spark master (default: local[*]; untouched under spark-submit)")
     common.add_argument("-q", "--quiet", action="store_true", help="only warnings and errors (for schedulers)")
     common.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    common.add_argument("--config", help="YAML config file (see README, 'Config files'); flags given on the "
+                        "command line override it")
     sub = parser.add_subparsers(dest="command", required=True)
 
     p = sub.add_parser("ingest", parents=[common], help="import a graph into a lake",
@@ -149,6 +151,8 @@ def build_parser() -> argparse.ArgumentParser:
                    "weights (default 2)")
     p.add_argument("--tolerate-failures", action="store_true", help="average a round over the trainers that "
                    "finish it; a lost trainer rejoins in the next round")
+    p.add_argument("--mlflow", nargs="?", const="default", metavar="TRACKING_URI", help="track the run with "
+                   "MLflow (default store: ./mlruns, or $MLFLOW_TRACKING_URI)")
     p.add_argument("--inject-failure", dest="inject_failures", metavar="KIND:PART:ROUND[,...]",
                    help="fault injection for tests and demos: kill trainer PART during round ROUND; KIND is "
                    "trainer (its Python worker) or executor (its executor JVM; needs local-cluster or a cluster)")
@@ -172,6 +176,18 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("jars", parents=[common], help="fetch / show the Delta jars for spark-submit")
     p.add_argument("--fetch", action="store_true", help="download them with Maven if not cached")
     p.add_argument("--classpath", action="store_true", help="print the comma-separated jar paths (for --jars)")
+
+    p = sub.add_parser("run", parents=[common], help="the whole pipeline from a config file: ingest (or use an "
+                       "existing lake), partition, train, infer",
+                       description="Run ingest, partition, train and infer as configured in --config (YAML). "
+                       "Every step's settings are validated before Spark starts.")
+    p.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a config value, e.g. "
+                   "--set train.time_limit=60 or --set lake=/data/lake (repeatable)")
+    p.add_argument("--overwrite", action="store_true", help="replace every existing output (lake, partitions, "
+                   "run, predictions)")
+    p.add_argument("--mlflow", nargs="?", const="default", metavar="TRACKING_URI", help="track the pipeline with "
+                   "MLflow (default store: ./mlruns, or $MLFLOW_TRACKING_URI; or 'mlflow:' in the config)")
+    parser._tma_subparsers = {name: sp for name, sp in sub.choices.items()}
     return parser
 
 
@@ -213,9 +229,105 @@ def _setup_logging(args: argparse.Namespace) -> None:
     logging.getLogger("py4j").setLevel(logging.WARNING)
 
 
+def _partition_config(args: argparse.Namespace):
+    from .partition import PartitionConfig
+
+    return PartitionConfig(lake=args.lake, out=args.out, strategy=args.strategy, parts=args.parts, seed=args.seed,
+                           overwrite=args.overwrite, format=args.format, full_stats=args.full_stats,
+                           super_nodes=args.super_nodes, super_method=args.super_method, lpa=args.lpa,
+                           lpa_iter=args.lpa_iter).validate()
+
+
+def _train_config(args: argparse.Namespace):
+    from .train import TrainConfig
+
+    return TrainConfig(
+        lake=args.lake, partitions=args.partitions, out=args.out, task=args.task, model=args.model,
+        mode=args.mode, round_seconds=args.round_seconds, time_limit=args.time_limit, max_rounds=args.max_rounds,
+        patience=args.patience, hidden=args.hidden, layers=args.layers, dropout=args.dropout, lr=args.lr,
+        weighting=args.weighting, llcg_steps=args.llcg_steps, seed=args.seed, overwrite=args.overwrite,
+        sampler=args.sampler, fanouts=_ints(args.fanouts, "--fanouts") if args.fanouts else None,
+        batch_size=args.batch_size, eval=args.eval, eval_nodes=args.eval_nodes, eval_edges=args.eval_edges,
+        eval_negatives=args.eval_negatives, optimizer_state=args.optimizer_state, resume=args.resume,
+        round_retries=args.round_retries, tolerate_failures=args.tolerate_failures,
+        inject_failures=args.inject_failures,
+    ).validate()
+
+
+def _infer_config(args: argparse.Namespace):
+    from .infer import InferConfig
+
+    return InferConfig(lake=args.lake, run=args.run, out=args.out, checkpoint=args.checkpoint, format=args.format,
+                       overwrite=args.overwrite, eval_negatives=args.eval_negatives).validate()
+
+
+BUILDERS = {"ingest": _ingest_config, "partition": _partition_config, "train": _train_config,
+            "infer": _infer_config}
+
+
+def _step_args(doc: dict, command: str, extra: Sequence[str] = ()) -> argparse.Namespace:
+    """Parse ``command``'s flags with the config file's values as defaults; ``extra`` flags override them."""
+    from .configfile import command_defaults
+
+    parser = build_parser()
+    sub = parser._tma_subparsers[command]
+    defaults = command_defaults(doc, command, sub)
+    sub.set_defaults(**defaults)
+    missing = []
+    for action in sub._actions:
+        if action.dest in defaults:
+            action.required = False
+        elif action.required and not any(e.split("=")[0] in action.option_strings for e in extra):
+            missing.append(action.dest)
+    if missing:
+        keys = [f"{command}.{d}" + (f" or top-level '{_top_key(command, d)}'" if _top_key(command, d) else "")
+                for d in missing]
+        raise ConfigError(f"{doc.get('_path', 'config')}: {command} needs {', '.join(keys)} (or the flags "
+                          f"{', '.join('--' + d.replace('_', '-') for d in missing)}).")
+    return parser.parse_args([command, *extra])
+
+
+def _top_key(command: str, dest: str) -> Optional[str]:
+    from .configfile import PATH_KEYS
+
+    return PATH_KEYS.get(command, {}).get(dest)
+
+
+def _parse(argv: List[str]) -> argparse.Namespace:
+    """Parse the command line; with ``--config FILE`` the file's values are the defaults of the flags."""
+    pre = argparse.ArgumentParser(add_help=False)
+    pre.add_argument("--config")
+    known, _ = pre.parse_known_args(argv)
+    command = next((a for a in argv if not a.startswith("-")), None)
+    if not known.config or command in (None, "run", "jars") or command not in build_parser()._tma_subparsers:
+        args = build_parser().parse_args(argv)
+        args.config_doc = {}
+        return args
+    from .configfile import STEPS, command_defaults, load_config
+
+    doc = load_config(known.config)
+    subs = build_parser()._tma_subparsers
+    for step in STEPS:  # a typo in any section fails now, not when that step runs
+        command_defaults(doc, step, subs[step])
+    at = argv.index(command)
+    args = _step_args(doc, command, argv[:at] + argv[at + 1:])
+    args.config_doc = doc
+    return args
+
+
+def _save_effective_config(args: argparse.Namespace, cfg) -> None:
+    """Log the effective settings of a config-file run (they are also saved with each output)."""
+    if getattr(args, "config", None) and cfg is not None:
+        from dataclasses import asdict
+
+        log.info("effective %s settings (from %s and the command line): %s", args.command, args.config,
+                 json.dumps(asdict(cfg), default=str, sort_keys=True))
+
+
 def run(argv: Optional[List[str]] = None) -> int:
     """Run a subcommand; return the exit status (raises TmaSparkError on user errors)."""
-    args = build_parser().parse_args(argv)
+    argv = list(sys.argv[1:] if argv is None else argv)
+    args = _parse(argv)
     _setup_logging(args)
     from . import jars
 
@@ -227,42 +339,20 @@ def run(argv: Optional[List[str]] = None) -> int:
             for p in paths or [f"(not fetched) {c}" for c in jars.maven_coordinates()]:
                 print(p)
         return 0
+    if args.command == "run":
+        from .pipeline import run_pipeline
 
-    cfg = None  # validated before Spark starts
-    if args.command == "ingest":
-        cfg = _ingest_config(args)
-    elif args.command == "partition":
-        from .partition import PartitionConfig
+        print(json.dumps(run_pipeline(args)))
+        return 0
 
-        cfg = PartitionConfig(lake=args.lake, out=args.out, strategy=args.strategy, parts=args.parts,
-                              seed=args.seed, overwrite=args.overwrite, format=args.format,
-                              full_stats=args.full_stats, super_nodes=args.super_nodes,
-                              super_method=args.super_method, lpa=args.lpa, lpa_iter=args.lpa_iter).validate()
-    elif args.command == "train":
-        from .train import TrainConfig
-
-        cfg = TrainConfig(
-            lake=args.lake, partitions=args.partitions, out=args.out, task=args.task, model=args.model,
-            mode=args.mode, round_seconds=args.round_seconds, time_limit=args.time_limit, max_rounds=args.max_rounds,
-            patience=args.patience, hidden=args.hidden, layers=args.layers, dropout=args.dropout, lr=args.lr,
-            weighting=args.weighting, llcg_steps=args.llcg_steps, seed=args.seed, overwrite=args.overwrite,
-            sampler=args.sampler, fanouts=_ints(args.fanouts, "--fanouts") if args.fanouts else None, batch_size=args.batch_size,
-            eval=args.eval, eval_nodes=args.eval_nodes, eval_edges=args.eval_edges,
-            eval_negatives=args.eval_negatives, optimizer_state=args.optimizer_state, resume=args.resume,
-            round_retries=args.round_retries, tolerate_failures=args.tolerate_failures,
-            inject_failures=args.inject_failures,
-        ).validate()
-    elif args.command == "infer":
-        from .infer import InferConfig
-
-        cfg = InferConfig(lake=args.lake, run=args.run, out=args.out, checkpoint=args.checkpoint, format=args.format,
-                          overwrite=args.overwrite, eval_negatives=args.eval_negatives).validate()
+    cfg = BUILDERS[args.command](args) if args.command in BUILDERS else None  # validated before Spark starts
+    _save_effective_config(args, cfg)
     from .session import get_spark, running_under_cluster_launcher
 
     master = args.master
     if args.command == "train" and master is None and not running_under_cluster_launcher():
         master = f"local[{max(_trainers(cfg), os.cpu_count() or 1)}]"  # one task slot per trainer
-    spark = get_spark(master=master)
+    spark = get_spark(master=master, quiet=args.quiet)
     if args.command == "ingest":
         from .ingest import ingest
 
@@ -276,9 +366,11 @@ def run(argv: Optional[List[str]] = None) -> int:
         print(json.dumps({k: stats[k] for k in keys}))
         return 0
     if args.command == "train":
-        from .train import train
+        from .pipeline import train_tracked
+        from .tracking import Tracker, tracking_settings
 
-        print(json.dumps(train(spark, cfg)))
+        tracker = Tracker(tracking_settings(args.mlflow, args.config_doc.get("mlflow")))
+        print(json.dumps(train_tracked(spark, cfg, tracker)))
         return 0
     if args.command == "infer":
         from .infer import infer

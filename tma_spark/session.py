@@ -95,11 +95,18 @@ def configure_spark(
     return builder
 
 
-def get_spark(master: Optional[str] = None, app_name: str = "tma_spark", jar_mode: str = "auto") -> SparkSession:
-    """Get or create a session configured by :func:`configure_spark`."""
+def get_spark(master: Optional[str] = None, app_name: str = "tma_spark", jar_mode: str = "auto",
+              quiet: bool = False) -> SparkSession:
+    """Get or create a session configured by :func:`configure_spark`.
+
+    Spark's console progress bar shows long stages in an interactive run; ``quiet`` (for schedulers)
+    turns it off.
+    """
     active = SparkSession.getActiveSession()
     if active is not None:
         return active
-    spark = configure_spark(master=master, app_name=app_name, jar_mode=jar_mode).getOrCreate()
+    builder = configure_spark(master=master, app_name=app_name, jar_mode=jar_mode)
+    builder = builder.config("spark.ui.showConsoleProgress", "false" if quiet else "true")
+    spark = builder.getOrCreate()
     spark.sparkContext.setLogLevel(os.environ.get("TMA_SPARK_JVM_LOG_LEVEL", "ERROR"))
     return spark

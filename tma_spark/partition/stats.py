@@ -16,7 +16,7 @@ from pyspark.sql import functions as F
 from .. import fs
 from .metrics import label_tv, node_balance
 
-__all__ = ["partition_stats", "write_stats_png"]
+__all__ = ["partition_stats", "stats_figure", "write_stats_png"]
 
 log = logging.getLogger(__name__)
 
@@ -85,18 +85,21 @@ def partition_stats(spark: SparkSession, cfg, lake, nodes_path: str, edges_path:
     }
 
 
-def write_stats_png(spark: SparkSession, stats: dict, path: str) -> None:
-    """Two panels: nodes and kept edges per part; training-label distribution per part vs. global."""
-    import matplotlib
+def stats_figure(stats: dict):
+    """Two panels: nodes and kept edges per part; training-label distribution per part vs. global.
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    A plain :class:`matplotlib.figure.Figure` (no pyplot, no backend switch), so it can be saved by a job or
+    displayed by a notebook without changing the notebook's plotting backend.
+    """
     import numpy as np
+    from matplotlib import colormaps
+    from matplotlib.figure import Figure
 
     parts = stats["per_part"]
     k = len(parts)
     classes = sorted({int(c) for d in parts for c in d["label_hist"]})
-    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(12, 4.5))
+    fig = Figure(figsize=(12, 4.5))
+    ax1, ax2 = fig.subplots(1, 2)
     x = np.arange(k)
     ax1.bar(x - 0.2, [d["nodes"] for d in parts], 0.4, label="nodes")
     ax1.bar(x + 0.2, [d["edges"] for d in parts], 0.4, label="intra-part edges")
@@ -110,7 +113,7 @@ def write_stats_png(spark: SparkSession, stats: dict, path: str) -> None:
         totals = m.sum(0)
         rows = np.vstack([totals / max(totals.sum(), 1), m / np.maximum(m.sum(1, keepdims=True), 1)])
         bottom = np.zeros(len(rows))
-        cmap = plt.get_cmap("tab20")
+        cmap = colormaps["tab20"]
         for j, c in enumerate(classes):
             ax2.bar(np.arange(len(rows)), rows[:, j], bottom=bottom, color=cmap(j % 20), label=str(c))
             bottom += rows[:, j]
@@ -121,7 +124,11 @@ def write_stats_png(spark: SparkSession, stats: dict, path: str) -> None:
         if len(classes) <= 20:
             ax2.legend(title="class", fontsize=7, ncol=2, bbox_to_anchor=(1.01, 1), loc="upper left")
     fig.tight_layout()
+    return fig
+
+
+def write_stats_png(spark: SparkSession, stats: dict, path: str) -> None:
+    """Save :func:`stats_figure` as a PNG at ``path`` (any Hadoop filesystem)."""
     buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=110)
-    plt.close(fig)
+    stats_figure(stats).savefig(buf, format="png", dpi=110)
     fs.write_bytes(spark, path, buf.getvalue())

@@ -29,7 +29,7 @@ import shutil
 import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
-from typing import Dict, List, Optional, Sequence
+from typing import Callable, Dict, List, Optional, Sequence
 
 import torch
 from pyspark.sql import SparkSession
@@ -44,6 +44,7 @@ from .evaluation import Evaluator, build_evaluator
 from .executor import from_bytes, run_trainer_task, to_bytes
 from .models import build_model
 from .objectives import build_objective
+from .plots import curves_figure
 
 __all__ = ["train", "check_slots"]
 
@@ -65,7 +66,7 @@ def check_slots(spark: SparkSession, needed: int) -> None:
 
 
 def _parts_info(spark: SparkSession, cfg: TrainConfig, lake) -> dict:
-    path = cfg.partitions.rstrip("/")
+    path = fs.qualify(cfg.partitions).rstrip("/")  # absolute: executors do not share the driver's cwd
     meta_file = os.path.join(path, "_tma_parts.json")
     if not os.path.isfile(meta_file):
         raise TmaSparkError(f"{path} is not a partitions folder ({meta_file} is missing). "
@@ -299,8 +300,9 @@ class _Recorder:
     """
 
     def __init__(self, run_dir: str, eval_model, evaluator: Evaluator, cfg: TrainConfig, k: int,
-                 history: Sequence[dict] = ()):
+                 history: Sequence[dict] = (), on_round: Optional[Callable[[dict], None]] = None):
         self.run_dir, self.model, self.evaluator, self.cfg, self.k = run_dir, eval_model, evaluator, cfg, k
+        self.on_round = on_round
         self.best = {"val": float("-inf"), "test": float("nan"), "round": 0, "wall": 0.0}
         self.since_best = 0
         self.history: List[dict] = []
@@ -341,6 +343,8 @@ class _Recorder:
         self.history.append(row)
         with open(os.path.join(self.run_dir, "metrics.jsonl"), "a") as fh:
             fh.write(json.dumps(row) + "\n")
+        if self.on_round is not None:
+            self.on_round(row)
         sps = " ".join("lost" if n is None else f"{n / max(row['round_seconds'], 1e-9):.1f}" for n in row["steps"])
         losses = [x for x in row["loss"] if x is not None]
         log.info("round %d | %.0f s | val %s %.4f (best %.4f @%d) | steps/s %s | loss %.3f | overhead %.2f s | "
@@ -418,8 +422,12 @@ def _round_row(round_index: int, wall: float, seconds: float, round_wall: float,
     }
 
 
-def train(spark: SparkSession, cfg: TrainConfig) -> dict:
-    """Train with ``cfg``; write the run folder; return the summary."""
+def train(spark: SparkSession, cfg: TrainConfig, on_round: Optional[Callable[[dict], None]] = None) -> dict:
+    """Train with ``cfg``; write the run folder; return the summary.
+
+    ``on_round`` is called with each round's metrics row once it is written (from the evaluation thread),
+    e.g. to log it to MLflow.
+    """
     cfg.validate()
     lake = open_lake(spark, cfg.lake)
     _check_lake(cfg, lake)
@@ -466,7 +474,7 @@ def train(spark: SparkSession, cfg: TrainConfig) -> dict:
     if cfg.mode == "llcg":
         server_opt = torch.optim.Adam(model.parameters(), lr=cfg.lr)
         server_objective = build_objective(evaluator.graph, {**spec, "sampler": "full"}, torch.device("cpu"))
-    recorder = _Recorder(run_dir, new_model(), evaluator, cfg, k, history)
+    recorder = _Recorder(run_dir, new_model(), evaluator, cfg, k, history, on_round)
     opts: Dict[int, bytes] = {}
     round_index, elapsed = 0, 0.0
     if ckpt is not None:
@@ -534,6 +542,8 @@ def train(spark: SparkSession, cfg: TrainConfig) -> dict:
                "round_retries": sum(h.get("attempts", 1) - 1 for h in history),
                "lost_trainer_rounds": sum(len(h.get("lost_parts", [])) for h in history),
                "resumed_from_round": ckpt["round"] if ckpt else (0 if cfg.resume else None)}
+    if history:
+        curves_figure(history, evaluator.metric).savefig(os.path.join(run_dir, "curves.png"), dpi=100)
     fs.write_json_local(os.path.join(run_dir, "summary.json"), summary)
     _publish_run_dir(run_dir, cfg.out)
     log.info("done: best val %s %.4f at round %d, test %.4f, %d rounds in %.0f s", evaluator.metric, best["val"],
