@@ -153,10 +153,10 @@ def test_airflow_dag_loads_and_is_wired(tmp_path):
             "(it makes the separate Airflow virtual environment this test needs).",
             pytrace=False,
         )
-    # A deployment folder as TMA_SPARK_HOME: the wheel is found in dist/.
+    # A deployment folder as TMA_SPARK_HOME: the package archive is found in dist/.
     deploy = tmp_path / "deploy"
     (deploy / "dist").mkdir(parents=True)
-    wheel = deploy / "dist" / "tma_spark-0.1.0-py3-none-any.whl"
+    wheel = deploy / "dist" / "tma_spark.zip"
     wheel.write_bytes(b"")
     cfg = str(tmp_path / "pipeline.yaml")
     r = _run_checker(tmp_path, TMA_SPARK_HOME=str(deploy), TMA_SPARK_CONFIG=cfg, TMA_SPARK_GPU="1")

@@ -2,6 +2,7 @@
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -100,14 +101,27 @@ def test_bad_train_config(kwargs, fragment, tmp_path):
 
 
 @pytest.mark.cluster
-def test_two_rounds_in_local_cluster_mode_with_gpu_scheduling(cora_lake, cora_parts, tmp_path):
-    """Two executor JVMs (local-cluster[2,1,1024]) started by spark-submit: the barrier stage spans separate
-    processes, and each task is given the GPU address its executor discovered (TaskContext resources).
+def test_spark_submit_with_wheel_config_and_gpu_scheduling_in_local_cluster(cora_lake, cora_parts, tmp_path):
+    """The README's cluster command line: spark-submit of jobs/train.py with the package shipped as a wheel
+    (scripts/package.sh: the wheel as dist/tma_spark.zip for --py-files), settings from a config file with a command-line override, and GPU scheduling, on two
+    executor JVMs (local-cluster[2,1,1024]).
 
-    The discovery script reports one GPU address per executor; this machine has no CUDA device, so the
-    tasks record the address they were assigned and train on the CPU.
+    The executors import tma_spark from the shipped wheel. The discovery script reports one GPU address per
+    executor; each task records the address it was assigned and, with no CUDA device here, trains on the CPU.
     """
+    import yaml
+
     out = tmp_path / "run"
+    work = tmp_path / "repo"  # scripts/package.sh writes into the repository's dist/: use a copy
+    shutil.copytree(REPO, work, ignore=shutil.ignore_patterns(".venv*", ".git", "dist", "demo_*", "mlruns", "build",
+                                                              "*.egg-info", "__pycache__"))
+    r = subprocess.run(["bash", work / "scripts" / "package.sh"], capture_output=True, text=True, timeout=300,
+                       env={**os.environ, "PYTHON": sys.executable})
+    assert r.returncode == 0, r.stderr[-2000:]
+    wheel = work / "dist" / "tma_spark.zip"
+    config = tmp_path / "pipeline.yaml"
+    config.write_text(yaml.safe_dump({"lake": cora_lake, "partitions": cora_parts, "run": str(out),
+                                      "train": {"round_seconds": 2, "max_rounds": 5, "hidden": 32}}))
     discovery = tmp_path / "gpus.sh"
     discovery.write_text('#!/bin/sh\necho \'{"name": "gpu", "addresses": ["0"]}\'\n')
     discovery.chmod(0o755)
@@ -117,16 +131,19 @@ def test_two_rounds_in_local_cluster_mode_with_gpu_scheduling(cora_lake, cora_pa
     confs = [a for k, v in gpu_conf.items() for a in ("--conf", f"{k}={v}")]
     env = {**os.environ, "PYSPARK_PYTHON": sys.executable}
     r = subprocess.run([BIN / "spark-submit", "--master", "local-cluster[2,1,1024]", "--jars", jar_cp, *confs,
-                        REPO / "jobs" / "train.py", "--lake", cora_lake, "--partitions", cora_parts, "--out", out,
-                        "--round-seconds", "2", "--max-rounds", "2", "--hidden", "32"],
+                        "--py-files", wheel, REPO / "jobs" / "train.py", "--config", config, "--max-rounds", "2"],
                        capture_output=True, text=True, env=env, timeout=300)
     assert r.returncode == 0, r.stderr[-3000:]
     summary = json.loads((out / "summary.json").read_text())
-    assert summary["rounds"] == 2 and summary["best_val"] > 0.5
+    assert summary["rounds"] == 2 and summary["best_val"] > 0.5  # --max-rounds 2 overrode the file's 5
+    assert json.loads((out / "config.json").read_text())["hidden"] == 32  # from the file
     rows = [json.loads(l) for l in (out / "metrics.jsonl").read_text().splitlines()]
     assert len(rows) == 2 and all(len(r["steps"]) == 2 for r in rows)
     assert all(r["gpu_addresses"] == [["0"], ["0"]] for r in rows)
     assert all(r["devices"] == (["cuda:0"] if torch.cuda.is_available() else ["cpu"]) for r in rows)
+    # Each executor imported tma_spark from its copy of the shipped archive, not from the installed package.
+    codes = [c for r in rows for c in r["executor_code"]]
+    assert codes and all(c.endswith("/tma_spark.zip/tma_spark") for c in codes), codes
 
 
 def test_pick_device_uses_the_assigned_gpu_or_falls_back_to_cpu(caplog):
@@ -208,8 +225,6 @@ def test_llcg_on_metis_parts_and_resident_optimizer_state(spark, cora_lake, tmp_
 
 
 def test_link_task_needs_an_edge_split(spark, cora_lake, tmp_path):
-    import shutil
-
     from tma_spark.lake import META_FILE
 
     lake = tmp_path / "lake"

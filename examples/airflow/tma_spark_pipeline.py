@@ -35,9 +35,11 @@ Deployment settings (environment of the DAG processor / scheduler, read at parse
 -------------------------------------------------------------------------------------
 ``TMA_SPARK_HOME``      where the repository is deployed (default ``/opt/tma_spark``).
 ``TMA_SPARK_JOBS_DIR``  folder with ``ingest.py`` ... ``infer.py`` (default ``$TMA_SPARK_HOME/jobs``).
-``TMA_SPARK_WHEEL``     the package wheel shipped with ``--py-files`` (default: the newest
-                        ``$TMA_SPARK_HOME/dist/tma_spark-*-py3-none-any.whl``; set it to an empty
-                        string when tma_spark is installed on every node instead).
+``TMA_SPARK_WHEEL``     the package archive shipped with ``--py-files`` (default:
+                        ``$TMA_SPARK_HOME/dist/tma_spark.zip`` from ``scripts/package.sh``: the wheel
+                        under a ``.zip`` name, since spark-submit puts ``.zip`` files, not ``.whl``,
+                        on the executors' Python path; set it to an empty string when tma_spark is
+                        installed on every node instead).
 ``TMA_SPARK_CONN_ID``   the Spark connection (default ``spark_default``).
 ``TMA_SPARK_PACKAGES``  Maven coordinates for ``--packages`` (default the Delta package
                         ``io.delta:delta-spark_4.2_2.13:4.4.0``; empty string: none).
@@ -55,8 +57,8 @@ more DAGs from one file (e.g. a GPU and a CPU variant under two DAG ids).
 
 Deploy
 ------
-1. Build the wheel in the repository: ``pip wheel --no-deps -w dist .``
-   (gives ``dist/tma_spark-<version>-py3-none-any.whl``), and deploy the repository (at least
+1. Package tma_spark in the repository: ``bash scripts/package.sh`` (gives
+   ``dist/tma_spark-<version>-py3-none-any.whl`` and ``dist/tma_spark.zip``), and deploy the repository (at least
    ``jobs/``, ``dist/`` and ``scripts/get_gpus_resources.sh``) to ``TMA_SPARK_HOME`` on the
    Airflow workers.
 2. Install the Spark provider in the Airflow environment:
@@ -79,7 +81,6 @@ virtual environment). Works with Airflow 2.x too (``airflow.DAG`` fallback).
 
 from __future__ import annotations
 
-import glob
 import json
 import os
 from datetime import datetime, timedelta
@@ -127,8 +128,8 @@ def _home() -> str:
 def _default_wheel() -> Optional[str]:
     if "TMA_SPARK_WHEEL" in os.environ:
         return _env("TMA_SPARK_WHEEL", None)
-    wheels = sorted(glob.glob(os.path.join(_home(), "dist", "tma_spark-*-py3-none-any.whl")))
-    return wheels[-1] if wheels else None
+    archive = os.path.join(_home(), "dist", "tma_spark.zip")
+    return archive if os.path.isfile(archive) else None
 
 
 def config_template(default_config: str) -> str:
@@ -170,7 +171,7 @@ def build_dag(
         config: default ``--config`` path when neither the DAG-run param nor the Airflow
             Variable ``tma_spark_config`` is set.
         jobs_dir: folder with the spark-submit entry points ``<step>.py``.
-        wheel: the tma_spark wheel for ``--py-files``; None: no ``--py-files``.
+        wheel: the tma_spark archive for ``--py-files`` (the wheel renamed ``.zip``); None: no ``--py-files``.
         conn_id: the Airflow Spark connection.
         packages: ``--packages`` (Maven coordinates); None: none.
         jars: ``--jars`` (comma-separated paths); None: none.

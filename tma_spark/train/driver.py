@@ -419,6 +419,7 @@ def _round_row(round_index: int, wall: float, seconds: float, round_wall: float,
         "gpu_addresses": per_part("gpus"), "samplers": sorted({r["sampler"] for r in done}),
         "optimizer_state_misses": sum(bool(r["opt_miss"]) for r in done),
         "lost_parts": _lost_parts(results), "attempts": attempts,
+        "executor_code": sorted({r["code"] for r in done}),
     }
 
 

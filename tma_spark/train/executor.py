@@ -40,6 +40,8 @@ _CACHE: Dict[tuple, tuple] = {}
 #: (run id, part) -> optimizer state, for ``optimizer_state="resident"``.
 _OPT_STATES: Dict[Tuple[str, int], dict] = {}
 NODE_COLUMNS = ["id", "features", "label", "split"]
+#: Where this worker imported tma_spark from (an installed package, or a wheel shipped with --py-files).
+_CODE = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 def to_bytes(obj) -> bytes:
@@ -164,4 +166,5 @@ def run_trainer_task(part: int, spec: dict, state_bytes: bytes, opt_bytes: Optio
             "steps": out["steps"], "loss": out["loss"], "train_nodes": int(graph.mask("train").sum()),
             "edges": int(graph.edge_index.shape[1] // 2), "sampler": objective.sampler,
             "load_seconds": round(loaded - started, 3), "task_seconds": round(time.monotonic() - started, 3),
-            "device": str(device), "gpus": list(gpu_addresses or []), "pid": os.getpid()}
+            "device": str(device), "gpus": list(gpu_addresses or []), "pid": os.getpid(),
+            "code": _CODE}

@@ -1,0 +1,155 @@
+"""FastRP structural node features (Chen et al., "Fast and Accurate Network Embeddings via Very Sparse Random
+Projection", CIKM 2019), computed on Spark with :func:`~tma_spark.infer.propagate.propagate`.
+
+``R_0`` is a very sparse random projection: entry ``(i, c)`` is ``+sqrt(s)`` or ``-sqrt(s)`` with probability
+``1/(2s)`` each, else 0 (``s = 3``), drawn from a hash of ``(id, c, seed)`` inside a ``mapInArrow``, so no matrix
+is ever built on the driver and the result does not depend on partitioning. ``H_0 = R_0`` scaled per row by
+``deg^normalize_degree``; ``H_k = mean-propagate(H_{k-1})`` (the row-normalized adjacency, ``D^-1 A``);
+the embedding is ``sum_k weights[k] * H_k / ||H_k||`` (rows L2-normalized), then each column is standardized
+over nodes (zero mean, unit variance) so it can feed a GNN directly.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Iterator, Optional, Sequence, Tuple
+
+import numpy as np
+import pyarrow as pa
+from pyspark.sql import DataFrame
+from pyspark.sql import functions as F
+
+from .propagate import degrees, propagate, undirected_edges, vector_column, vector_matrix
+
+__all__ = ["fastrp_features", "random_projection"]
+
+log = logging.getLogger(__name__)
+
+SPARSITY = 3.0  # s in the paper: density 1/s
+_STATE_SCHEMA = "id long, h array<float>, acc array<float>"
+_GOLDEN = 0x9E3779B97F4A7C15
+
+
+def _mix(x: np.ndarray, seed: int) -> np.ndarray:
+    """splitmix64 of ``x`` xor a seed-derived constant (uint64, elementwise)."""
+    with np.errstate(over="ignore"):
+        z = x.astype(np.uint64) ^ np.uint64((seed * _GOLDEN) & 0xFFFFFFFFFFFFFFFF)
+        z = z + np.uint64(_GOLDEN)
+        z = (z ^ (z >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
+        z = (z ^ (z >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
+        return z ^ (z >> np.uint64(31))
+
+
+def random_projection(ids: np.ndarray, dim: int, seed: int) -> np.ndarray:
+    """Rows ``ids`` of the very sparse random matrix ``R_0`` (float64, ``(len(ids), dim)``); a pure function."""
+    cols = np.arange(dim, dtype=np.uint64)
+    z = _mix(_mix(np.asarray(ids, np.int64), seed)[:, None] ^ cols[None, :], seed + 1)
+    u = (z >> np.uint64(11)).astype(np.float64) / float(1 << 53)
+    p = 1.0 / (2.0 * SPARSITY)
+    return np.sqrt(SPARSITY) * ((u < p).astype(np.float64) - ((u >= p) & (u < 2 * p)))
+
+
+def _l2_rows(x: np.ndarray) -> np.ndarray:
+    norm = np.linalg.norm(x, axis=1, keepdims=True)
+    return x / np.where(norm > 0, norm, 1.0)
+
+
+def _state_batch(ids: pa.Array, h: np.ndarray, acc: np.ndarray) -> pa.RecordBatch:
+    return pa.RecordBatch.from_arrays([ids, vector_column(h), vector_column(acc)], names=["id", "h", "acc"])
+
+
+def _moments(x: np.ndarray) -> Tuple[int, np.ndarray, np.ndarray]:
+    mean = x.mean(axis=0)
+    return len(x), mean, ((x - mean) ** 2).sum(axis=0)
+
+
+def _merge(a: Tuple[int, np.ndarray, np.ndarray], b: Tuple[int, np.ndarray, np.ndarray]):
+    """Chan et al.'s pairwise merge of (count, mean, sum of squared deviations)."""
+    (na, ma, sa), (nb, mb, sb) = a, b
+    if na == 0 or nb == 0:
+        return b if na == 0 else a
+    n = na + nb
+    delta = mb - ma
+    return n, ma + delta * (nb / n), sa + sb + delta ** 2 * (na * nb / n)
+
+
+def _standardize(df: DataFrame, column: str) -> DataFrame:
+    """``df(id, column array<float>)`` with each vector component standardized over rows (population std;
+    constant components become 0). Per-partition moments are merged on the driver (2 x dim numbers each)."""
+
+    def moments(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
+        total = (0, np.zeros(0), np.zeros(0))
+        for b in batches:
+            if b.num_rows:
+                total = _merge(total, _moments(vector_matrix(b.column(column))))
+        if total[0]:
+            yield pa.RecordBatch.from_arrays(
+                [pa.array([total[0]], pa.int64()), vector_column(total[1][None, :], pa.float64()),
+                 vector_column(total[2][None, :], pa.float64())], names=["n", "mean", "m2"])
+
+    total = (0, np.zeros(0), np.zeros(0))
+    for row in df.mapInArrow(moments, "n long, mean array<double>, m2 array<double>").collect():
+        total = _merge(total, (row.n, np.asarray(row.mean), np.asarray(row.m2)))
+    n, mean, m2 = total
+    std = np.sqrt(m2 / max(n, 1))
+    std = np.where(std > 0, std, 1.0)
+
+    def scale(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
+        for b in batches:
+            if b.num_rows:
+                x = (vector_matrix(b.column(column)) - mean) / std
+                yield pa.RecordBatch.from_arrays([b.column("id"), vector_column(x)], names=["id", column])
+
+    return df.mapInArrow(scale, f"id long, {column} array<float>")
+
+
+def fastrp_features(nodes: DataFrame, edges: DataFrame, dim: int = 128, seed: int = 0,
+                    weights: Sequence[float] = (0.0, 1.0, 1.0, 1.0),
+                    normalize_degree: float = -0.5, num_partitions: Optional[int] = None) -> DataFrame:
+    """(id, features array<float>) for every node of ``nodes(id)``: FastRP embeddings, column-standardized.
+
+    Args:
+        nodes, edges: lake tables (``edges`` treated as undirected, self loops and duplicates dropped).
+        dim: embedding dimension.
+        seed: seed of the random projection; same seed, same features.
+        weights: ``weights[k]`` multiplies the L2-normalized ``H_k``, k = 0..len(weights)-1 (the paper's
+            default skips ``H_0``).
+        normalize_degree: ``beta`` in the paper: ``R_0``'s row i is scaled by ``max(deg_i, 1)^beta``.
+        num_partitions: partitions of each propagation's message shuffle (default
+            ``spark.sql.shuffle.partitions``); size it to the edge count.
+
+    Intermediate tables are ``localCheckpoint``-ed each iteration so query plans stay short. Runs
+    ``len(weights) - 1`` propagations plus a moments pass; the returned DataFrame is lazy on the last checkpoint.
+    Reproducible up to float rounding of the column statistics (their summation order follows shuffle order).
+    """
+    if dim < 1:
+        raise ValueError(f"fastrp_features: dim={dim} must be at least 1")
+    if len(weights) < 1:
+        raise ValueError("fastrp_features: weights must have at least one entry (for H_0)")
+    weights = [float(w) for w in weights]
+    beta = float(normalize_degree)
+    und = undirected_edges(edges).localCheckpoint()
+    deg = degrees(und, nodes).localCheckpoint()
+
+    def initial(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
+        for b in batches:
+            if b.num_rows:
+                ids = b.column("id")
+                d = np.maximum(b.column("deg").to_numpy(), 1).astype(np.float64)
+                h = random_projection(ids.to_numpy(), dim, seed) * (d ** beta)[:, None]
+                yield _state_batch(ids, h, weights[0] * _l2_rows(h))
+
+    state = deg.mapInArrow(initial, _STATE_SCHEMA).localCheckpoint()
+    for k, w in enumerate(weights[1:], start=1):
+        log.info("fastrp: propagation %d/%d", k, len(weights) - 1)
+        h = propagate(und, state.select("id", F.col("h").alias("vec")), "mean", num_partitions=num_partitions)
+
+        def accumulate(batches: Iterator[pa.RecordBatch], w: float = w) -> Iterator[pa.RecordBatch]:
+            for b in batches:
+                if b.num_rows:
+                    hk = vector_matrix(b.column("vec"))
+                    yield _state_batch(b.column("id"), hk, vector_matrix(b.column("acc")) + w * _l2_rows(hk))
+
+        state = state.select("id", "acc").join(h, "id").mapInArrow(accumulate, _STATE_SCHEMA).localCheckpoint()
+    und, deg = None, None  # drop references so Spark's cleaner can free the checkpoint blocks
+    return _standardize(state.select("id", F.col("acc").alias("features")), "features")

@@ -1,0 +1,200 @@
+"""One step of message passing over the whole graph as a Spark job (joins + Arrow vectorized UDFs).
+
+The graph never reaches the driver. For ``values(id, vec)``:
+
+1. messages = ``und`` joined to ``values`` on ``src = id``: one row ``(dst, vec[, scale])`` per directed edge;
+2. ``repartition(P, dst)`` + ``sortWithinPartitions(dst, src)``: each node's messages form one contiguous run
+   (ordered by ``src``, so float sums are reproducible);
+3. ``mapInArrow``: each Arrow batch's ``list<float>`` column becomes an ``(n, d)`` numpy matrix, runs of equal
+   ``dst`` are summed with ``np.add.reduceat`` (float64), and the last run of a batch is carried into the next
+   batch, so each ``dst`` is emitted once per partition. Memory per task is bounded by the Arrow batch size
+   (``spark.sql.execution.arrow.maxRecordsPerBatch``), never by a node's degree;
+4. the sums are left-joined back to ``values`` ids (isolated nodes get zeros) and finished per node in a
+   second ``mapInArrow`` (mean division, GCN scaling and self term), cast to float32.
+
+Semantics match PyG on the graph :func:`tma_spark.train.graphdata.build_graph` builds (symmetric, no self loops,
+no duplicates): ``sum`` is ``scatter_add`` of neighbour vectors, ``mean`` is ``SAGEConv(aggr='mean')``'s
+aggregation, ``gcn`` is ``GCNConv``'s ``gcn_norm`` propagation with self loops.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Callable, Iterator, Optional
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+from pyspark.sql import DataFrame
+from pyspark.sql import functions as F
+
+__all__ = ["HOW", "undirected_edges", "degrees", "propagate", "vector_matrix", "vector_column"]
+
+log = logging.getLogger(__name__)
+
+HOW = ("sum", "mean", "gcn")
+
+_SUMS_SCHEMA = "id long, agg array<double>, cnt long"
+_OUT_SCHEMA = "id long, vec array<float>"
+
+
+def vector_matrix(arr: pa.Array) -> np.ndarray:
+    """An Arrow ``list<number>`` array of equal-length, non-null vectors as an ``(n, d)`` float64 matrix.
+
+    Vectorized (``flatten`` + ``reshape``); the dimension is inferred from the data.
+    """
+    n = len(arr)
+    if arr.null_count:
+        raise ValueError("vector column has null vectors; every row needs a vector")
+    flat = arr.flatten().to_numpy(zero_copy_only=False)
+    if n == 0:
+        return np.zeros((0, 0))
+    lengths = pc.min_max(pc.list_value_length(arr))
+    if lengths["min"].as_py() != lengths["max"].as_py():
+        raise ValueError(f"vectors have different lengths ({lengths['min']}..{lengths['max']}); all rows must match")
+    return np.array(flat, dtype=np.float64).reshape(n, flat.size // n)
+
+
+def vector_column(mat: np.ndarray, value_type: pa.DataType = pa.float32()) -> pa.ListArray:
+    """An ``(n, d)`` matrix as an Arrow ``list<value_type>`` array (Spark ``array<...>``)."""
+    n, d = mat.shape
+    offsets = pa.array(np.arange(n + 1, dtype=np.int64) * d, pa.int32())
+    return pa.ListArray.from_arrays(offsets, pa.array(np.ascontiguousarray(mat).ravel(), value_type))
+
+
+def undirected_edges(edges: DataFrame) -> DataFrame:
+    """(src, dst) with both directions of every distinct non-self-loop pair: the graph the models see.
+
+    Edges may be stored once per pair (undirected lakes) or as directed arcs (e.g. ogbn-arxiv); either way the
+    result is symmetric and duplicate-free, like ``build_graph``'s ``edge_index``. Extra columns (``split``) are
+    ignored: filter to training edges first for link prediction.
+    """
+    e = edges.select(F.col("src").cast("long").alias("a"), F.col("dst").cast("long").alias("b")).where("a != b")
+    pairs = e.select(F.least("a", "b").alias("src"), F.greatest("a", "b").alias("dst")).distinct()
+    return pairs.unionByName(pairs.select(F.col("dst").alias("src"), F.col("src").alias("dst")))
+
+
+def degrees(und: DataFrame, nodes: DataFrame) -> DataFrame:
+    """(id, deg long) for every node in ``nodes`` (id column), 0 for isolated nodes.
+
+    ``und`` is the output of :func:`undirected_edges`, so ``deg`` counts distinct neighbours.
+    """
+    counts = und.groupBy(F.col("src").alias("id")).agg(F.count(F.lit(1)).alias("deg"))
+    return (nodes.select("id").join(counts, "id", "left")
+            .select("id", F.coalesce(F.col("deg"), F.lit(0)).cast("long").alias("deg")))
+
+
+def _sums_batch(ids: np.ndarray, sums: np.ndarray, cnts: np.ndarray) -> pa.RecordBatch:
+    return pa.RecordBatch.from_arrays(
+        [pa.array(ids, pa.int64()), vector_column(sums, pa.float64()), pa.array(cnts, pa.int64())],
+        names=["id", "agg", "cnt"])
+
+
+def _run_sums(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
+    """Sum the vectors of each run of equal ``dst`` in a partition sorted by ``dst`` (one row per ``dst``).
+
+    Input batches: ``dst``, ``vec`` and optionally ``scale`` (a per-message factor). The last run of a batch
+    may continue in the next batch, so it is carried over and emitted once complete.
+    """
+    last_id: Optional[int] = None
+    last_sum = np.zeros(0)
+    last_cnt = 0
+    for b in batches:
+        if b.num_rows == 0:
+            continue
+        dst = b.column("dst").to_numpy()
+        x = vector_matrix(b.column("vec"))
+        if "scale" in b.schema.names:
+            x = x * b.column("scale").to_numpy()[:, None]
+        if np.any(dst[1:] < dst[:-1]) or (last_id is not None and dst[0] < last_id):
+            raise RuntimeError("propagate: messages reached the reducer unsorted by dst")
+        starts = np.flatnonzero(np.concatenate(([True], dst[1:] != dst[:-1])))
+        ids = dst[starts]
+        sums = np.add.reduceat(x, starts, axis=0)
+        cnts = np.diff(np.append(starts, len(dst)))
+        if last_id is not None:
+            if ids[0] == last_id:  # the carried run continues in this batch
+                sums[0] += last_sum
+                cnts[0] += last_cnt
+            else:
+                ids = np.concatenate(([last_id], ids))
+                sums = np.vstack([last_sum[None, :], sums])
+                cnts = np.concatenate(([last_cnt], cnts))
+        if len(ids) > 1:
+            yield _sums_batch(ids[:-1], sums[:-1], cnts[:-1])
+        last_id, last_sum, last_cnt = int(ids[-1]), sums[-1].copy(), int(cnts[-1])
+    if last_id is not None:
+        yield _sums_batch(np.array([last_id]), last_sum[None, :], np.array([last_cnt]))
+
+
+def _finisher(how: str) -> Callable[[Iterator[pa.RecordBatch]], Iterator[pa.RecordBatch]]:
+    """Per node: neighbour sum (null for isolated nodes) -> the propagated vector for ``how``."""
+
+    def finish(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
+        for b in batches:
+            n = b.num_rows
+            if n == 0:
+                continue
+            if how == "gcn":
+                v = vector_matrix(b.column("vec"))
+                d = v.shape[1]
+            else:
+                dims = pc.min_max(b.column("dim"))
+                if dims["min"].as_py() != dims["max"].as_py():
+                    raise ValueError("vectors have different lengths; all rows must match")
+                d = int(dims["min"].as_py())
+            agg = b.column("agg")
+            out = np.zeros((n, d))
+            valid = agg.is_valid().to_numpy(zero_copy_only=False)
+            if valid.any():
+                out[valid] = vector_matrix(agg.filter(valid))
+            if how == "mean":
+                cnt = b.column("cnt").fill_null(0).to_numpy()
+                out /= np.maximum(cnt, 1)[:, None]
+            elif how == "gcn":
+                s = 1.0 / np.sqrt(b.column("deg").to_numpy().astype(np.float64) + 1.0)[:, None]
+                out = s * (out + s * v)  # sum_j v_j s_j s_i + v_i s_i^2
+            yield pa.RecordBatch.from_arrays([b.column("id"), vector_column(out)], names=["id", "vec"])
+
+    return finish
+
+
+def propagate(und: DataFrame, values: DataFrame, how: str, deg: Optional[DataFrame] = None,
+              num_partitions: Optional[int] = None) -> DataFrame:
+    """(id, vec array<float>) for every id in ``values(id, vec array<float>)``:
+
+    * ``sum``:  sum over neighbours j of v_j;
+    * ``mean``: that sum / deg_i (zero vector for isolated nodes) -- PyG ``SAGEConv(aggr='mean')``;
+    * ``gcn``:  sum over j in N(i) ∪ {i} of v_j / sqrt((deg_i+1)(deg_j+1)) -- PyG ``GCNConv`` normalization
+      (``gcn_norm``, ``add_self_loops=True``, ``improved=False``).
+
+    Args:
+        und: the output of :func:`undirected_edges`.
+        values: ``(id, vec)``; all vectors of one length. Neighbours without a row in ``values`` send nothing
+            (``mean`` then divides by the number of neighbours that did, as PyG does for the edges it is given).
+        how: one of :data:`HOW`.
+        deg: the output of :func:`degrees` (only ``gcn`` uses it; computed from ``und`` if None).
+        num_partitions: partitions of the message shuffle (default ``spark.sql.shuffle.partitions``).
+
+    Lazy: nothing runs until an action. Sums are accumulated in float64, the result is float32.
+    """
+    if how not in HOW:
+        raise ValueError(f"propagate: how={how!r} is not one of {HOW}")
+    spark = values.sparkSession
+    parts = int(num_partitions or spark.conf.get("spark.sql.shuffle.partitions"))
+    vals = values.select(F.col("id").cast("long").alias("id"), "vec")
+    if how == "gcn":
+        deg = deg if deg is not None else degrees(und, vals)
+        base = vals.join(deg.select("id", "deg"), "id")
+        senders = base.select(F.col("id").alias("src"), "vec",
+                              (F.lit(1.0) / F.sqrt(F.col("deg").cast("double") + 1.0)).alias("scale"))
+        cols = ["dst", "vec", "scale"]
+    else:
+        base = vals.select("id", F.size("vec").alias("dim"))
+        senders = vals.withColumnRenamed("id", "src")
+        cols = ["dst", "vec"]
+    messages = und.select("src", "dst").join(senders, "src")
+    sums = (messages.repartition(parts, "dst").sortWithinPartitions("dst", "src")
+            .select(*cols).mapInArrow(_run_sums, _SUMS_SCHEMA))
+    log.debug("propagate how=%s partitions=%d", how, parts)
+    return base.join(sums, "id", "left").mapInArrow(_finisher(how), _OUT_SCHEMA)

@@ -1,0 +1,188 @@
+"""Ingest: bring a graph into a lake (tables, named datasets, npz files, synthetic).
+
+All sources go through the same steps: normalize to the lake schema, validate
+(nothing is written when validation fails), assign dense ids when the input
+ids are not already 0..N-1 (keeping ``id_map``), then write the lake
+atomically with :func:`tma_spark.lake.write_lake`.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from typing import Optional, Tuple
+
+import numpy as np
+import pyarrow as pa
+from pyspark.errors import AnalysisException
+from pyspark.sql import Column, DataFrame, SparkSession
+from pyspark.sql import functions as F
+from pyspark.sql import types as T
+
+from . import datasets, fs, synthetic
+from .config import IngestConfig
+from .errors import TmaSparkError
+from .lake import EDGE_SCHEMA, NODE_SCHEMA, Lake, LakeMeta, check_output_path, write_lake
+from .validate import check_edges, check_nodes, normalize_edges, normalize_nodes
+
+__all__ = ["ingest", "read_input_table", "graph_to_frames", "assign_dense_ids", "edge_split_column"]
+
+log = logging.getLogger(__name__)
+
+
+def read_input_table(spark: SparkSession, path: str, fmt: str, table: str) -> DataFrame:
+    """Read a user table by path (delta, parquet, csv) or catalog name (``table``)."""
+    try:
+        if fmt == "table":
+            return spark.table(path)
+        if not fs.exists(spark, path):
+            raise TmaSparkError(f"Input table '{table}' at {path} does not exist. Fix: check the --{table} path.")
+        reader = spark.read.format(fmt)
+        if fmt == "csv":
+            reader = reader.option("header", "true").option("inferSchema", "true")
+        return reader.load(fs.qualify(path))
+    except AnalysisException as exc:
+        raise TmaSparkError(
+            f"Input table '{table}' at {path} could not be read as {fmt}: {str(exc).splitlines()[0]}. "
+            "Fix: check the path and --format."
+        ) from exc
+
+
+def assign_dense_ids(nodes: DataFrame, edges: DataFrame) -> Tuple[DataFrame, DataFrame, DataFrame]:
+    """Map arbitrary ids to 0..N-1 (in sorted order of the original id) without collecting.
+
+    Returns (nodes, edges, id_map) with ``id_map(orig_id, id)``.
+    """
+    ranked = nodes.select(F.col("id").alias("orig_id")).orderBy("orig_id").rdd.zipWithIndex()
+    orig_type = nodes.schema["id"].dataType
+    id_map = ranked.map(lambda r: (r[0][0], r[1])).toDF(
+        T.StructType([T.StructField("orig_id", orig_type, False), T.StructField("id", T.LongType(), False)])
+    )
+    id_map = id_map.cache()
+    nodes = (nodes.withColumnRenamed("id", "orig_id").join(id_map, "orig_id")
+             .select("id", "features", "label", "split"))
+    src_map = id_map.select(F.col("orig_id").alias("src"), F.col("id").alias("_s"))
+    dst_map = id_map.select(F.col("orig_id").alias("dst"), F.col("id").alias("_d"))
+    rest = [c for c in edges.columns if c not in ("src", "dst")]
+    edges = (edges.join(src_map, "src").join(dst_map, "dst")
+             .select(F.col("_s").alias("src"), F.col("_d").alias("dst"), *rest))
+    return nodes, edges, id_map
+
+
+def edge_split_column(seed: int, fractions, directed: bool) -> Column:
+    """A seeded train/val/test split of edges for link prediction, as a column expression (no shuffle).
+
+    Each edge draws ``u = xxhash64(pair, seed) mod 10^6 / 10^6`` and falls into train, val or test by the
+    cumulative ``fractions``. For undirected graphs the pair is ordered (least, greatest) so that both
+    directions of an edge, if present, land in the same split.
+    """
+    a, b = (F.col("src"), F.col("dst")) if directed else (F.least("src", "dst"), F.greatest("src", "dst"))
+    u = F.pmod(F.xxhash64(a, b, F.lit(int(seed))), F.lit(1_000_000)) / F.lit(1_000_000.0)
+    train, val = float(fractions[0]), float(fractions[0]) + float(fractions[1])
+    return F.when(u < train, "train").when(u < val, "val").otherwise("test")
+
+
+def graph_to_frames(spark: SparkSession, graph: datasets.GraphArrays) -> Tuple[DataFrame, DataFrame]:
+    """DataFrames of an in-memory graph, shipped as Arrow batches (works on a cluster too)."""
+    batches = []
+    for cols in datasets.arrow_batches(graph):
+        feats = cols["features"]
+        flat = pa.array(feats.ravel(), type=pa.float32())
+        labels = cols["label"]
+        label_arr = (pa.array(labels, pa.int32(), mask=labels < 0) if labels is not None
+                     else pa.nulls(len(cols["id"]), pa.int32()))
+        batches.append(pa.RecordBatch.from_arrays(
+            [pa.array(cols["id"]), pa.FixedSizeListArray.from_arrays(flat, feats.shape[1]).cast(pa.list_(pa.float32())),
+             label_arr, pa.array(cols["split"], pa.string())],
+            names=["id", "features", "label", "split"]))
+    nodes = spark.createDataFrame(pa.Table.from_batches(batches), schema=NODE_SCHEMA)
+    edge_table = pa.table({"src": pa.array(graph.src.astype(np.int64)), "dst": pa.array(graph.dst.astype(np.int64))})
+    edges = spark.createDataFrame(edge_table, schema=EDGE_SCHEMA)
+    return nodes, edges
+
+
+def _from_tables(spark: SparkSession, cfg: IngestConfig):
+    raw_nodes = read_input_table(spark, cfg.nodes, cfg.input_format, "nodes")
+    raw_edges = read_input_table(spark, cfg.edges, cfg.input_format, "edges")
+    nodes = normalize_nodes(raw_nodes)
+    edges = normalize_edges(raw_edges, nodes.schema["id"].dataType)
+    source = {"kind": "tables", "nodes": cfg.nodes, "edges": cfg.edges, "format": cfg.input_format}
+    return nodes, edges, source, cfg.directed
+
+
+def _with_fastrp(nodes: DataFrame, edges: DataFrame, cfg: IngestConfig) -> DataFrame:
+    """``nodes`` with FastRP structural features in place of ``features``.
+
+    Computed from the training edges only (split train or null), so that the validation and test edges of
+    link prediction do not leak into the features.
+    """
+    from .infer.fastrp import fastrp_features
+
+    log.info("computing %d-dimensional FastRP structural features from the training edges", cfg.feature_dim)
+    train_edges = edges.where(F.col("split").isNull() | (F.col("split") == "train"))
+    feats = fastrp_features(nodes.select("id"), train_edges.select("src", "dst"), dim=cfg.feature_dim,
+                            seed=cfg.split_seed)
+    return nodes.drop("features").join(feats, "id").select("id", "features", "label", "split")
+
+
+def ingest(spark: SparkSession, cfg: IngestConfig) -> Lake:
+    """Import the configured source into ``cfg.lake`` and return the opened lake."""
+    cfg.validate()
+    started = time.time()
+    lake_path = check_output_path(spark, cfg.lake, cfg.overwrite)
+    kind = cfg.source_kind()
+    if kind == "synthetic":
+        nodes, edges = synthetic.generate(spark, cfg.synthetic)
+        edges = edges.withColumn("split", edge_split_column(cfg.split_seed, cfg.edge_split_fractions, False))
+        s = cfg.synthetic
+        meta = LakeMeta(format=cfg.lake_format, num_nodes=s.nodes, num_edges=s.edges, feature_dim=s.feature_dim,
+                        num_classes=s.communities, has_id_map=False, has_edge_split=True, directed=False,
+                        source={"kind": "synthetic", **s.__dict__})
+        log.info("generating a synthetic graph of %d nodes and %d edges", s.nodes, s.edges)
+        lake = write_lake(spark, lake_path, nodes, edges, None, meta, overwrite=cfg.overwrite)
+        log.info("wrote lake %s in %.1f s", lake_path, time.time() - started)
+        return lake
+
+    if kind == "tables":
+        nodes, edges, source, directed = _from_tables(spark, cfg)
+    else:
+        if kind == "dataset":
+            graph = datasets.load_dataset(cfg.dataset, cfg.data_dir, cfg.split_seed, cfg.feature_dim)
+        else:
+            graph = datasets.load_npz(cfg.npz, split_seed=cfg.split_seed, split_fractions=cfg.split_fractions)
+        log.info("loaded %s: %d nodes, %d edges, %d features", graph.name, graph.num_nodes, len(graph.src),
+                 graph.feature_dim)
+        nodes, edges = graph_to_frames(spark, graph)
+        source, directed = graph.source, graph.directed
+
+    nodes = nodes.cache()
+    try:
+        log.info("validating nodes")
+        node_check = check_nodes(nodes, "nodes", cfg.num_classes)
+        log.info("validating edges")
+        num_edges = check_edges(edges, nodes, "edges")
+        id_map: Optional[DataFrame] = None
+        if not node_check.dense_ids:
+            log.info("input ids are not dense 0..N-1: assigning dense ids and writing id_map")
+            nodes, edges, id_map = assign_dense_ids(nodes, edges)
+        if "split" not in edges.columns:
+            source = {**source, "edge_split": {"seed": cfg.split_seed, "fractions": list(cfg.edge_split_fractions)}}
+            log.info("edges have no split: adding a seeded %s edge split for link prediction",
+                     "/".join(f"{f:g}" for f in cfg.edge_split_fractions))
+            edges = edges.withColumn("split", edge_split_column(cfg.split_seed, cfg.edge_split_fractions, directed))
+        feature_dim = node_check.feature_dim
+        if cfg.structural_features == "fastrp":
+            nodes = _with_fastrp(nodes, edges, cfg)
+            feature_dim = cfg.feature_dim
+            source = {**source, "features": {"kind": "fastrp", "dim": cfg.feature_dim, "seed": cfg.split_seed}}
+        meta = LakeMeta(
+            format=cfg.lake_format, num_nodes=node_check.num_nodes, num_edges=num_edges,
+            feature_dim=feature_dim, num_classes=node_check.num_classes, has_id_map=id_map is not None,
+            has_edge_split=True, directed=directed, source=source,
+        )
+        lake = write_lake(spark, lake_path, nodes, edges, id_map, meta, overwrite=cfg.overwrite)
+    finally:
+        nodes.unpersist()
+    log.info("wrote lake %s (%d nodes, %d edges) in %.1f s", lake_path, meta.num_nodes, meta.num_edges,
+             time.time() - started)
+    return lake

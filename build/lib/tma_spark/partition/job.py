@@ -1,0 +1,159 @@
+"""``tma-spark partition``: assign nodes to K parts, keep intra-part edges, write parts and diagnostics.
+
+Output (``PARTS``)::
+
+    assignment/   id long, part int
+    nodes/        lake node columns + part            (partitioned by part)
+    edges/        src, dst [, split] + part           (intra-part edges only; partitioned by part)
+    stats.json    strategy, parts, seed, edge_retention, label_tv, node_balance, per-part statistics
+    stats.png     per-part sizes and label distributions
+    _tma_parts.json  the effective configuration and the lake it came from
+
+Self-loops are dropped (GNN layers add their own) and counted; duplicate
+edges are counted and kept (trainers coalesce them when they build their CSR).
+Like a lake, PARTS is written to a staging folder and renamed into place.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from dataclasses import asdict, dataclass
+from typing import Optional
+
+from pyspark.sql import DataFrame, Observation, SparkSession
+from pyspark.sql import functions as F
+
+from .. import fs
+from ..errors import ConfigError
+from ..lake import LAKE_FORMATS, check_output_path, open_lake
+from . import strategies, supernodes
+from .stats import partition_stats, write_stats_png
+
+__all__ = ["PartitionConfig", "partition", "STRATEGIES"]
+
+log = logging.getLogger(__name__)
+
+STRATEGIES = ("random", "super", "metis")
+PARTS_META = "_tma_parts.json"
+FULL_STATS = ("auto", "on", "off")
+#: With full_stats="auto", graph-wide statistics that need a shuffle of all edges (duplicates, isolated
+#: nodes, per-part degree quantiles) are computed up to this many edges.
+FULL_STATS_AUTO_MAX_EDGES = 20_000_000
+
+
+@dataclass
+class PartitionConfig:
+    """What ``tma-spark partition`` does."""
+
+    lake: str
+    out: str
+    strategy: str = "random"
+    parts: int = 4
+    seed: int = 0
+    overwrite: bool = False
+    format: str = "delta"
+    metis_max_edges: int = strategies.METIS_MAX_EDGES
+    full_stats: str = "auto"
+    super_nodes: Optional[int] = None  # M; default supernodes.default_super_nodes(N, K)
+    super_method: str = "lpa"
+    lpa_iter: int = 10
+    lpa: str = "auto"
+
+    def validate(self) -> "PartitionConfig":
+        if self.strategy not in STRATEGIES:
+            raise ConfigError(f"--strategy {self.strategy!r} is not one of {', '.join(STRATEGIES)}.")
+        if self.parts < 1:
+            raise ConfigError(f"--parts {self.parts}: K must be at least 1.")
+        if self.format not in LAKE_FORMATS:
+            raise ConfigError(f"--format {self.format!r} is not one of {', '.join(LAKE_FORMATS)}.")
+        if not self.out:
+            raise ConfigError("--out is required: the folder to write the partitions to.")
+        if self.super_nodes is not None and self.super_nodes < 1:
+            raise ConfigError(f"--super-nodes {self.super_nodes} must be at least 1.")
+        if self.super_method not in supernodes.SUPER_METHODS:
+            raise ConfigError(f"--super-method {self.super_method!r} is not one of {', '.join(supernodes.SUPER_METHODS)}.")
+        if self.lpa not in supernodes.LPA_IMPLEMENTATIONS:
+            raise ConfigError(f"--lpa {self.lpa!r} is not one of {', '.join(supernodes.LPA_IMPLEMENTATIONS)}.")
+        if self.lpa_iter < 1:
+            raise ConfigError(f"--lpa-iter {self.lpa_iter} must be at least 1.")
+        if self.full_stats not in FULL_STATS:
+            raise ConfigError(f"--full-stats {self.full_stats!r} is not one of {', '.join(FULL_STATS)}.")
+        return self
+
+
+def _assign(spark: SparkSession, cfg: PartitionConfig, nodes: DataFrame, edges: DataFrame, num_nodes: int):
+    """(nodes with part, edges with src_part/dst_part, assignment, extra statistics)."""
+    if cfg.strategy == "random":
+        part = lambda c: strategies.random_part(F.col(c), cfg.parts, cfg.seed)  # noqa: E731
+        nodes_p = nodes.withColumn("part", part("id"))
+        edges_p = edges.withColumn("src_part", part("src")).withColumn("dst_part", part("dst"))
+        return nodes_p, edges_p, nodes_p.select("id", "part"), {}
+    extra = {}
+    if cfg.strategy == "metis":
+        assignment = strategies.metis_assignment(spark, edges, num_nodes, cfg.parts, cfg.seed, cfg.metis_max_edges)
+    else:
+        m = cfg.super_nodes or supernodes.default_super_nodes(num_nodes, cfg.parts)
+        assignment, _, extra = supernodes.super_assignment(
+            spark, nodes, edges, num_nodes, cfg.parts, cfg.seed, m, cfg.super_method, cfg.lpa_iter, cfg.lpa,
+            cfg.metis_max_edges)
+    assignment = assignment.localCheckpoint()
+    nodes_p = nodes.join(assignment, "id")
+    a_src = assignment.select(F.col("id").alias("src"), F.col("part").alias("src_part"))
+    a_dst = assignment.select(F.col("id").alias("dst"), F.col("part").alias("dst_part"))
+    edges_p = edges.join(a_src, "src").join(a_dst, "dst")
+    return nodes_p, edges_p, assignment, extra
+
+
+def partition(spark: SparkSession, cfg: PartitionConfig) -> dict:
+    """Partition ``cfg.lake`` into ``cfg.parts`` parts at ``cfg.out``; return the statistics."""
+    cfg.validate()
+    started = time.time()
+    lake = open_lake(spark, cfg.lake)
+    if cfg.super_nodes is not None and not cfg.parts <= cfg.super_nodes <= lake.meta.num_nodes:
+        raise ConfigError(
+            f"--super-nodes {cfg.super_nodes} must be between K ({cfg.parts}) and the number of nodes "
+            f"({lake.meta.num_nodes:,}). Fix: leave it unset for about 200 nodes per super-node."
+        )
+    if cfg.parts > lake.meta.num_nodes:
+        raise ConfigError(
+            f"--parts {cfg.parts} is larger than the number of nodes ({lake.meta.num_nodes:,}) in {lake.path}. "
+            "Fix: choose K <= number of nodes (a few parts per executor GPU or core is typical)."
+        )
+    out = check_output_path(spark, cfg.out, cfg.overwrite, what="Partitions folder")
+    nodes, edges = lake.nodes(), lake.edges()
+    nodes_p, edges_p, assignment, extra = _assign(spark, cfg, nodes, edges, lake.meta.num_nodes)
+    # Graph-wide totals are observed while the edges stream through the write: no extra pass.
+    totals = Observation("edge_totals")
+    edges_p = edges_p.observe(totals, F.count(F.lit(1)).alias("edges"),
+                              F.sum((F.col("src") == F.col("dst")).cast("long")).alias("self_loops"))
+    intra = edges_p.where((F.col("src_part") == F.col("dst_part")) & (F.col("src") != F.col("dst")))
+    kept = intra.withColumn("part", F.col("src_part")).drop("src_part", "dst_part")
+
+    staging = fs.staging_sibling(out)
+    try:
+        for name, df in (("assignment", assignment), ("nodes", nodes_p), ("edges", kept)):
+            log.info("writing %s/%s", out, name)
+            writer = df.write.format(cfg.format).mode("errorifexists")
+            if name != "assignment":
+                writer = writer.partitionBy("part")
+            writer.save(f"{staging}/{name}")
+        log.info("computing partition statistics")
+        full = cfg.full_stats == "on" or (cfg.full_stats == "auto" and lake.meta.num_edges <= FULL_STATS_AUTO_MAX_EDGES)
+        stats = partition_stats(spark, cfg, lake, f"{staging}/nodes", f"{staging}/edges", edges, totals.get, full)
+        stats.update(extra)
+        stats["seconds"] = round(time.time() - started, 2)
+        fs.write_text(spark, f"{staging}/stats.json", json.dumps(stats, indent=2))
+        fs.write_text(spark, f"{staging}/{PARTS_META}", json.dumps(
+            {"config": asdict(cfg), "lake": lake.path, "lake_created_at": lake.meta.created_at,
+             "num_nodes": lake.meta.num_nodes, "num_edges": lake.meta.num_edges}, indent=2))
+        write_stats_png(spark, stats, f"{staging}/stats.png")
+        fs.replace_dir(spark, staging, out)
+    except BaseException:
+        fs.delete(spark, staging)
+        raise
+    log.info("partitioned %s into %d parts (%s) at %s: edge retention %.3f, label TV %.3f, balance %.3f, %.1f s",
+             lake.path, cfg.parts, cfg.strategy, out, stats["edge_retention"], stats["label_tv"],
+             stats["node_balance"], stats["seconds"])
+    return stats

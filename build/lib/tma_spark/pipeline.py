@@ -1,0 +1,145 @@
+"""``tma-spark run``: the whole pipeline from one config file, and MLflow tracking of train runs.
+
+Every step's settings are parsed and validated before Spark starts, so a typo in the infer section fails
+in a second, not after an hour of training. Then, in order:
+
+1. ingest, when the file has an ``ingest`` section and the lake is absent (or ``overwrite``); without an
+   ``ingest`` section the existing ``lake`` is used;
+2. partition, unless ``partitions`` already holds parts of this lake version with the same settings;
+3. train (``run`` folder), with per-round progress and, when enabled, MLflow tracking;
+4. infer (``predictions`` table and ``RUN/eval.json``).
+
+The effective settings of every step are saved as ``RUN/pipeline.json``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+from dataclasses import asdict
+from typing import Optional
+
+from . import fs
+from .errors import TmaSparkError
+from .tracking import Tracker, tracking_settings
+
+__all__ = ["run_pipeline", "train_tracked"]
+
+log = logging.getLogger(__name__)
+
+
+def _local(path: Optional[str]) -> Optional[str]:
+    """A local filesystem path for ``path`` (None for URIs such as s3a:// or dbfs:/)."""
+    if path is None or "://" in path or path.startswith("dbfs:"):
+        return None
+    return os.path.abspath(path[len("file:"):] if path.startswith("file:") else path)
+
+
+def train_tracked(spark, cfg, tracker: Tracker, params: Optional[dict] = None) -> dict:
+    """Train with ``cfg``, logging parameters, per-round metrics, the summary, the best model and the
+    partition statistics to ``tracker`` (a no-op when tracking is off)."""
+    from .train import train
+
+    own_run = tracker.enabled and tracker.run_id is None
+    if own_run:
+        tracker.start(os.path.basename(os.path.abspath(cfg.out)), params or asdict(cfg))
+    ok = False
+    try:
+        summary = train(spark, cfg, on_round=tracker.log_round)
+        tracker.log_metrics({f"final_{k}": v for k, v in summary.items()})
+        run_dir, parts = os.path.abspath(cfg.out), _local(cfg.partitions)
+        tracker.log_artifacts([(os.path.join(run_dir, name), "run") for name in
+                               ("best.pt", "summary.json", "config.json", "metrics.jsonl")] +
+                              ([(os.path.join(parts, name), "partitions") for name in ("stats.json", "stats.png")]
+                               if parts else []))
+        ok = True
+        return summary
+    finally:
+        if own_run:
+            tracker.end(ok)
+
+
+def _reusable_parts(spark, cfg, lake) -> bool:
+    """Whether ``cfg.out`` already holds parts of this lake version made with the same settings."""
+    meta_path = f"{cfg.out.rstrip('/')}/_tma_parts.json"
+    if not fs.exists(spark, meta_path):
+        return False
+    meta = json.loads(fs.read_text(spark, meta_path))
+    wanted = {k: v for k, v in asdict(cfg).items() if k not in ("overwrite", "lake", "out")}
+    same = (meta.get("lake_created_at") == lake.meta.created_at
+            and all(meta["config"].get(k) == v for k, v in wanted.items()))
+    if not same:
+        raise TmaSparkError(f"Partitions {cfg.out} exist but were made from another version of the lake or with "
+                            "other settings. Fix: pass --overwrite (or partition.overwrite: true) to re-partition, "
+                            "or point 'partitions' elsewhere.")
+    return True
+
+
+def run_pipeline(args: argparse.Namespace) -> dict:
+    """Run the pipeline described by ``args.config`` (with ``args.set`` overrides); return a summary."""
+    from .cli import BUILDERS, _step_args
+    from .configfile import STEPS, apply_overrides, load_config
+    from .session import get_spark, running_under_cluster_launcher
+
+    doc = apply_overrides(load_config(args.config), args.set)
+    steps = [s for s in STEPS if s != "ingest" or doc.get("ingest")]
+    if args.overwrite:
+        for step in steps:
+            doc[step] = {**(doc.get(step) or {}), "overwrite": True}
+    cfgs = {step: BUILDERS[step](_step_args(doc, step)) for step in steps}  # all validated before Spark
+    tracker = Tracker(tracking_settings(args.mlflow, doc.get("mlflow")))
+    master = args.master or doc.get("master")
+    if master is None and not running_under_cluster_launcher():
+        master = f"local[{max(cfgs['partition'].parts, os.cpu_count() or 1)}]"  # one task slot per trainer
+    spark = get_spark(master=master, quiet=args.quiet)
+    params = {f"{step}.{k}": v for step, cfg in cfgs.items() for k, v in asdict(cfg).items()}
+    tracker.start(os.path.basename(os.path.abspath(cfgs["train"].out)), params)
+    ok = False
+    try:
+        result = _run_steps(spark, cfgs, tracker)
+        run_dir = os.path.abspath(cfgs["train"].out)
+        fs.write_json_local(os.path.join(run_dir, "pipeline.json"),
+                            {"config_file": os.path.abspath(args.config), "overrides": args.set or [],
+                             **{step: asdict(cfg) for step, cfg in cfgs.items()}})
+        tracker.log_artifacts([(os.path.join(run_dir, "pipeline.json"), "run")])
+        result["mlflow_run_id"] = tracker.run_id
+        ok = True
+        return result
+    finally:
+        tracker.end(ok)
+
+
+def _run_steps(spark, cfgs: dict, tracker: Tracker) -> dict:
+    from .infer import infer
+    from .ingest import ingest
+    from .lake import open_lake
+    from .partition import partition
+
+    lake_path = cfgs["partition"].lake
+    if "ingest" in cfgs and (cfgs["ingest"].overwrite or not fs.exists(spark, lake_path)):
+        log.info("[1/4] ingest -> %s", lake_path)
+        ingest(spark, cfgs["ingest"])
+    else:
+        log.info("[1/4] using the existing lake %s%s", lake_path, "" if "ingest" not in cfgs else
+                 " (set ingest.overwrite or pass --overwrite to ingest again)")
+    lake = open_lake(spark, lake_path)
+    pcfg = cfgs["partition"]
+    if not pcfg.overwrite and _reusable_parts(spark, pcfg, lake):
+        log.info("[2/4] using the existing partitions %s (same lake version and settings)", pcfg.out)
+        stats = json.loads(fs.read_text(spark, f"{pcfg.out.rstrip('/')}/stats.json"))
+    else:
+        log.info("[2/4] partition -> %s (%s, K = %d)", pcfg.out, pcfg.strategy, pcfg.parts)
+        stats = partition(spark, pcfg)
+    keys = ("edge_retention", "label_tv", "node_balance", "edges_kept")
+    tracker.log_metrics({f"partition_{k}": stats.get(k) for k in keys})
+    log.info("[3/4] train -> %s", cfgs["train"].out)
+    summary = train_tracked(spark, cfgs["train"], tracker)
+    log.info("[4/4] infer -> %s", cfgs["infer"].out)
+    evaluation = {k: v for k, v in infer(spark, cfgs["infer"]).items() if k != "config"}
+    tracker.log_metrics({f"infer_{k}": evaluation.get(k) for k in ("val", "test", "seconds")})
+    tracker.log_artifacts([(os.path.join(os.path.abspath(cfgs["infer"].run), "eval.json"), "run")])
+    return {"lake": lake.path, "partitions": pcfg.out, "run": os.path.abspath(cfgs["train"].out),
+            "predictions": cfgs["infer"].out, "partition": {k: stats.get(k) for k in keys}, "train": summary,
+            "infer": evaluation}

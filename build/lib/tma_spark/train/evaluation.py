@@ -1,0 +1,166 @@
+"""Driver-side evaluation of the averaged model after each round.
+
+* ``full``: the whole graph is read on the driver (pyarrow, no Spark job) and
+  the model runs on all of it: exact validation and test metrics.
+* ``sampled``: for graphs too large for the driver, a fixed, seeded sample of
+  validation and test nodes (node task) or edges and a pool of negative nodes
+  (link task) is drawn once, and Spark extracts their L-hop neighbourhoods once
+  (:func:`tma_spark.train.neighbourhood.extract_neighbourhood`). Every round
+  then evaluates on that small subgraph, exactly for the sampled targets (L
+  hops for GraphSAGE, GAT and MLP; L + 1 for GCN, whose normalization needs the
+  full degree of the outermost nodes).
+
+Link prediction is evaluated as ogbl-citation2 is: each held-out edge (src,
+dst) is ranked against ``eval_negatives`` corrupted edges (src, random node),
+with scores from the model's embeddings of the training-edge graph.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from typing import Dict
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+import torch
+from pyspark.sql import SparkSession
+from pyspark.sql import functions as F
+
+from ..lake import Lake
+from .config import TrainConfig
+from .graphdata import GraphTensors, build_graph, message_passing_edges, read_table
+from .metrics import accuracy, mrr
+from .neighbourhood import extract_neighbourhood
+
+__all__ = ["Evaluator", "build_evaluator", "EVAL_MAX_EDGES", "SAMPLED_NEGATIVE_POOL"]
+
+log = logging.getLogger(__name__)
+
+#: Largest graph (edges) that ``eval=auto`` evaluates exactly on the driver.
+EVAL_MAX_EDGES = 20_000_000
+#: Sampled link evaluation draws each edge's negatives from a fixed pool of this many nodes.
+SAMPLED_NEGATIVE_POOL = 1000
+_LINK_CHUNK = 512  # held-out edges scored at once (bounds the (chunk, M, dim) negative tensor)
+
+
+@dataclass
+class Evaluator:
+    """A graph to run the model on and, per split, the targets to score on it (local indices).
+
+    Node task: ``targets[split]`` is a (n,) index tensor. Link task: ``targets[split]`` is
+    ``(src (E,), dst (E,), neg (E, M))``.
+    """
+
+    task: str
+    graph: GraphTensors
+    targets: Dict[str, object]
+    exact: bool
+
+    @property
+    def metric(self) -> str:
+        return "mrr" if self.task == "link" else "accuracy"
+
+    def evaluate(self, model) -> Dict[str, float]:
+        """Metric per split of ``model`` (switched to eval mode)."""
+        model.eval()
+        with torch.no_grad():
+            out = model(self.graph.x, self.graph.edge_index).float()
+            if self.task == "node":
+                return {s: accuracy(out[idx], self.graph.y[idx]) for s, idx in self.targets.items()}
+            return {s: _link_mrr(out, *t) for s, t in self.targets.items()}
+
+
+def _link_mrr(z: torch.Tensor, src: torch.Tensor, dst: torch.Tensor, neg: torch.Tensor) -> float:
+    pos, negs = [], []
+    for a in range(0, len(src), _LINK_CHUNK):
+        zs = z[src[a:a + _LINK_CHUNK]]
+        pos.append((zs * z[dst[a:a + _LINK_CHUNK]]).sum(-1))
+        negs.append((zs.unsqueeze(1) * z[neg[a:a + _LINK_CHUNK]]).sum(-1))
+    if not pos:
+        return float("nan")
+    return mrr(torch.cat(pos), torch.cat(negs))
+
+
+def eval_mode(cfg: TrainConfig, num_edges: int) -> str:
+    """``full`` or ``sampled`` (``cfg.eval`` unless ``auto``)."""
+    if cfg.eval != "auto":
+        return cfg.eval
+    return "full" if num_edges <= EVAL_MAX_EDGES else "sampled"
+
+
+def _local(graph: GraphTensors, ids: np.ndarray) -> torch.Tensor:
+    """Local row of each global id in ``graph`` (node_ids are sorted)."""
+    return torch.from_numpy(np.searchsorted(graph.node_ids.numpy(), ids)).long()
+
+
+def _edge_sample(edges: pa.Table, split: str, limit: int, rng: np.random.Generator):
+    """Up to ``limit`` (src, dst) of the ``split`` edges, seeded."""
+    sel = edges.filter(pc.fill_null(pc.equal(edges.column("split"), split), False))
+    src, dst = sel.column("src").to_numpy(), sel.column("dst").to_numpy()
+    if len(src) > limit:
+        keep = np.sort(rng.choice(len(src), limit, replace=False))
+        src, dst = src[keep], dst[keep]
+    return src, dst
+
+
+def _full(lake: Lake, cfg: TrainConfig) -> Evaluator:
+    log.info("loading the whole graph on the driver for exact evaluation")
+    nodes = read_table(f"{lake.path}/nodes", lake.meta.format, ["id", "features", "label", "split"])
+    edge_cols = ["src", "dst"] + (["split"] if cfg.task == "link" else [])
+    edges = read_table(f"{lake.path}/edges", lake.meta.format, edge_cols)
+    graph = build_graph(nodes, message_passing_edges(edges, cfg.task))
+    if cfg.task == "node":
+        targets = {s: graph.mask(s).nonzero().view(-1) for s in ("train", "val", "test")}
+        return Evaluator("node", graph, targets, exact=True)
+    rng = np.random.default_rng(cfg.seed)
+    targets = {}
+    for split in ("val", "test"):
+        src, dst = _edge_sample(edges, split, cfg.eval_edges, rng)
+        neg = rng.integers(0, graph.num_nodes, size=(len(src), cfg.eval_negatives))
+        targets[split] = (_local(graph, src), _local(graph, dst), torch.from_numpy(neg).long())
+    return Evaluator("link", graph, targets, exact=True)
+
+
+def _sampled(spark: SparkSession, lake: Lake, cfg: TrainConfig) -> Evaluator:
+    nodes_df, edges_df = lake.nodes(), lake.edges()
+    seed = F.lit(int(cfg.seed))
+    rng = np.random.default_rng(cfg.seed)
+    picked = {}
+    if cfg.task == "node":
+        for split in ("val", "test"):
+            rows = (nodes_df.where((F.col("split") == split) & F.col("label").isNotNull())
+                    .orderBy(F.xxhash64("id", seed)).limit(cfg.eval_nodes).select("id").toArrow())
+            picked[split] = rows.column("id").to_numpy()
+        seeds = np.concatenate(list(picked.values()))
+        mp_edges = edges_df.select("src", "dst")
+    else:
+        for split in ("val", "test"):
+            rows = (edges_df.where(F.col("split") == split).orderBy(F.xxhash64("src", "dst", seed))
+                    .limit(cfg.eval_edges).select("src", "dst").toArrow())
+            picked[split] = (rows.column("src").to_numpy(), rows.column("dst").to_numpy())
+        pool = rng.choice(lake.meta.num_nodes, min(SAMPLED_NEGATIVE_POOL, lake.meta.num_nodes), replace=False)
+        seeds = np.concatenate([pool] + [a for pair in picked.values() for a in pair])
+        mp_edges = edges_df.where(F.col("split").isNull() | (F.col("split") == "train")).select("src", "dst")
+    seeds = np.unique(seeds)
+    # GCN normalizes by both ends' degrees: one more hop gives the outermost nodes their full degree.
+    hops = cfg.layers + (1 if cfg.model == "gcn" else 0)
+    log.info("sampled evaluation: extracting the %d-hop neighbourhoods of %d nodes with Spark", hops, len(seeds))
+    nodes, edges = extract_neighbourhood(spark, nodes_df, mp_edges, seeds, hops)
+    graph = build_graph(nodes, edges)
+    log.info("sampled evaluation graph: %d nodes, %d edges", graph.num_nodes, graph.edge_index.shape[1] // 2)
+    if cfg.task == "node":
+        return Evaluator("node", graph, {s: _local(graph, ids) for s, ids in picked.items()}, exact=False)
+    targets = {}
+    for split, (src, dst) in picked.items():
+        neg = pool[rng.integers(0, len(pool), size=(len(src), cfg.eval_negatives))]
+        targets[split] = (_local(graph, src), _local(graph, dst), _local(graph, neg.ravel()).view(len(src), cfg.eval_negatives))
+    return Evaluator("link", graph, targets, exact=False)
+
+
+def build_evaluator(spark: SparkSession, lake: Lake, cfg: TrainConfig) -> Evaluator:
+    """The evaluator the train job uses for ``cfg`` on ``lake`` (see the module docstring)."""
+    if eval_mode(cfg, lake.meta.num_edges) == "full":
+        return _full(lake, cfg)
+    return _sampled(spark, lake, cfg)

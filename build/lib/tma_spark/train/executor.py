@@ -1,0 +1,170 @@
+"""Trainer task code: runs inside a barrier-mode Spark task, never touches the SparkSession.
+
+A task trains its part's local model for a fixed wall-clock time, starting from
+the global weights, and returns its weights, step count and mean loss. The
+part's graph (and its training objective, with the CSR for neighbour
+sampling) is loaded once per Python worker process and kept in :data:`_CACHE`
+for later rounds.
+
+Each trainer keeps its own Adam state across rounds, as in the paper, in one of two ways
+(``spec["optimizer_state"]``):
+
+* ``shipped`` (default): the state travels to the driver with the weights and back with the next round's
+  task. Costs (de)serialization and transfer of 2x the parameters per round, and survives a task moving
+  to another worker or executor.
+* ``resident``: the state stays in the task's Python worker. Nothing extra travels, but when Spark runs the
+  part on another worker the next round starts from a fresh optimizer (reported as a miss).
+"""
+
+from __future__ import annotations
+
+import io
+import logging
+import os
+import time
+from typing import Dict, Optional, Tuple
+
+import torch
+
+from ..faults import Fault, kill_executor, kill_self
+from .graphdata import build_graph, message_passing_edges, read_table
+from .models import build_model
+from .objectives import build_objective
+
+__all__ = ["to_bytes", "from_bytes", "load_part", "train_for", "pick_device", "run_trainer_task"]
+
+log = logging.getLogger(__name__)
+
+#: :func:`_cache_key` -> (graph, objective); one entry per worker (tasks may move between workers).
+_CACHE: Dict[tuple, tuple] = {}
+#: (run id, part) -> optimizer state, for ``optimizer_state="resident"``.
+_OPT_STATES: Dict[Tuple[str, int], dict] = {}
+NODE_COLUMNS = ["id", "features", "label", "split"]
+#: Where this worker imported tma_spark from (an installed package, or a wheel shipped with --py-files).
+_CODE = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def to_bytes(obj) -> bytes:
+    buf = io.BytesIO()
+    torch.save(obj, buf)
+    return buf.getvalue()
+
+
+def from_bytes(data: bytes):
+    """Load tensors/state dicts saved by :func:`to_bytes`; never unpickles arbitrary objects."""
+    return torch.load(io.BytesIO(data), weights_only=True, map_location="cpu")
+
+
+def _cache_key(source: dict, part: int, spec: dict, device: torch.device) -> tuple:
+    """Everything the cached graph and objective depend on: the data (path and version, so that a re-written
+    PARTS folder is reloaded), the part, the objective's settings and the device."""
+    settings = tuple(str(spec.get(k)) for k in ("task", "sampler", "fanouts", "batch_size", "in_dim", "hidden"))
+    return (source["path"], source.get("version"), part, settings, str(device))
+
+
+def load_part(source: dict, part: int, spec: dict, device: torch.device):
+    """(graph, objective) of ``part`` (or of the whole lake when ``source["kind"] == "lake"``), cached per process."""
+    key = _cache_key(source, part, spec, device)
+    if key not in _CACHE:
+        where = {"part": part} if source["kind"] == "parts" else None
+        nodes = read_table(f"{source['path']}/nodes", source["format"], NODE_COLUMNS, where)
+        edge_cols = ["src", "dst"] + (["split"] if spec.get("task") == "link" else [])
+        edges = read_table(f"{source['path']}/edges", source["format"], edge_cols, where)
+        graph = build_graph(nodes, message_passing_edges(edges, spec.get("task", "node")))
+        _CACHE.clear()  # a worker keeps one part: tasks may move between workers across rounds
+        _CACHE[key] = (graph, build_objective(graph, spec, device))
+    return _CACHE[key]
+
+
+def pick_device(gpu_addresses: Optional[list]) -> torch.device:
+    """The GPU Spark assigned to this task when there is one (and CUDA works), else the CPU."""
+    if gpu_addresses:
+        if torch.cuda.is_available():
+            return torch.device(f"cuda:{int(gpu_addresses[0])}")
+        log.warning("Spark assigned GPU %s to this task but torch sees no CUDA device; training on the CPU",
+                    gpu_addresses[0])
+    return torch.device("cpu")
+
+
+def train_for(objective, spec: dict, state: dict, opt_state: Optional[dict], seconds: float,
+              device: torch.device, seed: int) -> dict:
+    """Train from ``state`` for ``seconds`` of wall-clock time (at least one step); one step is one
+    full-batch pass or one sampled mini-batch, depending on the objective's sampler."""
+    torch.manual_seed(seed)
+    objective.seed(seed)
+    model = build_model(spec["model"], spec["in_dim"], spec["hidden"], spec["out_dim"], spec["layers"],
+                        spec["dropout"]).to(device)
+    model.load_state_dict(state)
+    opt = torch.optim.Adam(model.parameters(), lr=spec["lr"])
+    if opt_state is not None:
+        opt.load_state_dict(opt_state)
+    use_amp = device.type == "cuda" and spec.get("amp", True)
+    steps, loss_sum = 0, 0.0
+    model.train()
+    begin = time.monotonic()
+    deadline = begin + seconds
+    # Stop when the next step would end past the deadline (at least one step): rounds end on time
+    # instead of overshooting by up to a step, and the stage waits less for its slowest trainer.
+    while objective.targets and (steps == 0 or time.monotonic() + (time.monotonic() - begin) / steps <= deadline):
+        opt.zero_grad(set_to_none=True)
+        with torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=use_amp):
+            loss = objective.loss(model)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        opt.step()
+        steps += 1
+        loss_sum += float(loss.detach())
+    return {"state": {k: v.detach().cpu() for k, v in model.state_dict().items()},
+            "opt": opt.state_dict(), "steps": steps, "loss": loss_sum / max(steps, 1)}
+
+
+def _cpu(obj):
+    if isinstance(obj, torch.Tensor):
+        return obj.detach().cpu()
+    if isinstance(obj, dict):
+        return {k: _cpu(v) for k, v in obj.items()}
+    if isinstance(obj, list):
+        return [_cpu(v) for v in obj]
+    return obj
+
+
+def run_trainer_task(part: int, spec: dict, state_bytes: bytes, opt_bytes: Optional[bytes], seconds: float,
+                     round_index: int, gpu_addresses: Optional[list], threads: int,
+                     fault: Optional[Fault] = None) -> dict:
+    """Everything one trainer does in one round; returns plain bytes and numbers for the driver.
+
+    With an injected ``fault`` the trainer trains for half the round, then kills its process (or its
+    executor), as a crash or a lost machine would.
+    """
+    started = time.monotonic()
+    torch.set_num_threads(max(int(threads), 1))
+    device = pick_device(gpu_addresses)
+    graph, objective = load_part(spec["source"], part, spec, device)
+    loaded = time.monotonic()
+    state = from_bytes(state_bytes)
+    resident = spec.get("optimizer_state") == "resident"
+    opt_key = (spec.get("run_id", ""), part)
+    opt_state = _OPT_STATES.get(opt_key) if resident else (from_bytes(opt_bytes) if opt_bytes else None)
+    opt_miss = resident and round_index > 1 and opt_state is None
+    if opt_miss:
+        log.warning("round %d part %d: optimizer state not on this worker (task moved); starting a fresh one",
+                    round_index, part)
+    budget = max(seconds - (loaded - started), 0.0)
+    seed = spec["seed"] * 100_003 + round_index * 101 + part
+    if fault is not None:
+        train_for(objective, spec, state, opt_state, budget / 2, device, seed=seed)
+        reason = f"--inject-failure {fault}: round {round_index} part {part}"
+        kill_executor(reason) if fault.kind == "executor" else kill_self(reason)
+    out = train_for(objective, spec, state, opt_state, budget, device, seed=seed)
+    if resident and round_index > 0:  # round 0 is the warm-up stage, whose result is discarded
+        _OPT_STATES.clear()  # one part per worker, as for the graph cache
+        _OPT_STATES[opt_key] = out["opt"]
+    log.info("round %d part %d: %d steps on %s (%s), loss %.4f", round_index, part, out["steps"], device,
+             objective.sampler, out["loss"])
+    return {"part": part, "state": to_bytes(out["state"]),
+            "opt": None if resident else to_bytes(_cpu(out["opt"])), "opt_miss": opt_miss,
+            "steps": out["steps"], "loss": out["loss"], "train_nodes": int(graph.mask("train").sum()),
+            "edges": int(graph.edge_index.shape[1] // 2), "sampler": objective.sampler,
+            "load_seconds": round(loaded - started, 3), "task_seconds": round(time.monotonic() - started, 3),
+            "device": str(device), "gpus": list(gpu_addresses or []), "pid": os.getpid(),
+            "code": _CODE}

@@ -1,0 +1,35 @@
+"""Evaluation metrics (pure torch, no Spark): node accuracy and link-prediction MRR."""
+
+from __future__ import annotations
+
+import torch
+
+__all__ = ["accuracy", "mrr"]
+
+
+def accuracy(logits: torch.Tensor, y: torch.Tensor) -> float:
+    """Share of rows whose arg-max class equals ``y`` (NaN for no rows)."""
+    if y.numel() == 0:
+        return float("nan")
+    return float((logits.argmax(-1) == y).float().mean())
+
+
+def mrr(pos: torch.Tensor, neg: torch.Tensor) -> float:
+    """Mean reciprocal rank of each positive score among its row of negative scores, as OGB ranks it.
+
+    ``pos`` is (E,), ``neg`` is (E, M). Ties count half (the mean of the optimistic and pessimistic rank),
+    as in ogbl-citation2's evaluator, so a constant scorer gets about 2 / (M + 2), not 1.
+
+    Args:
+        pos: score of each true edge.
+        neg: scores of M negative (corrupted) edges per true edge.
+    """
+    if pos.ndim != 1 or neg.ndim != 2 or neg.shape[0] != pos.shape[0]:
+        raise ValueError(f"mrr needs pos (E,) and neg (E, M); got {tuple(pos.shape)} and {tuple(neg.shape)}")
+    if pos.numel() == 0:
+        return float("nan")
+    p = pos.view(-1, 1)
+    optimistic = (neg > p).sum(1)
+    pessimistic = (neg >= p).sum(1)
+    rank = 0.5 * (optimistic + pessimistic).double() + 1.0
+    return float((1.0 / rank).mean())

@@ -1,0 +1,60 @@
+"""GNN models from PyG layers, shaped as in the authors' code: 2 layers, PReLU + LayerNorm between layers."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+from torch_geometric.nn import GATConv, GCNConv, SAGEConv
+
+__all__ = ["MODELS", "GNN", "build_model"]
+
+MODELS = ("sage", "gcn", "gat", "mlp")
+
+
+class GNN(nn.Module):
+    """``layers`` message-passing layers (or linear layers for ``mlp``) with PReLU, LayerNorm and dropout.
+
+    Args:
+        kind: ``sage`` (GraphSAGE, mean aggregation), ``gcn``, ``gat`` (4 heads, concatenated in hidden
+            layers) or ``mlp`` (ignores edges).
+        in_dim, hidden, out_dim: feature, hidden and output sizes.
+        layers: number of layers (default 2).
+        dropout: dropout probability on hidden representations.
+    """
+
+    def __init__(self, kind: str, in_dim: int, hidden: int, out_dim: int, layers: int = 2, dropout: float = 0.5):
+        super().__init__()
+        if kind not in MODELS:
+            raise ValueError(f"unknown model {kind!r}; choose one of {MODELS}")
+        self.kind = kind
+        dims = [in_dim] + [hidden] * (layers - 1) + [out_dim]
+        self.convs = nn.ModuleList()
+        for i, (a, b) in enumerate(zip(dims[:-1], dims[1:])):
+            last = i == layers - 1
+            if kind == "sage":
+                self.convs.append(SAGEConv(a, b, aggr="mean"))
+            elif kind == "gcn":
+                self.convs.append(GCNConv(a, b, cached=False))
+            elif kind == "gat":
+                heads = 1 if last else 4
+                self.convs.append(GATConv(a, b // heads, heads=heads))
+            else:
+                self.convs.append(nn.Linear(a, b))
+        self.acts = nn.ModuleList([nn.PReLU() for _ in range(layers - 1)])
+        self.norms = nn.ModuleList([nn.LayerNorm(hidden) for _ in range(layers - 1)])
+        self.dropout = dropout
+
+    def forward(self, x: torch.Tensor, edge_index: torch.Tensor) -> torch.Tensor:
+        for i, conv in enumerate(self.convs):
+            x = conv(x) if self.kind == "mlp" else conv(x, edge_index)
+            if i < len(self.convs) - 1:
+                x = self.norms[i](self.acts[i](x))
+                x = nn.functional.dropout(x, p=self.dropout, training=self.training)
+        return x
+
+
+def build_model(kind: str, in_dim: int, hidden: int, out_dim: int, layers: int = 2, dropout: float = 0.5,
+                seed: int = 0) -> GNN:
+    """A freshly initialized model; the same seed gives the same initial weights on every trainer."""
+    torch.manual_seed(seed)
+    return GNN(kind, in_dim, hidden, out_dim, layers, dropout)
