@@ -119,7 +119,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True, help="run folder")
     p.add_argument("--task", default="node", help="node (classification, accuracy) | link (prediction, MRR)")
     p.add_argument("--model", default="sage", help="sage | gcn | gat | mlp")
-    p.add_argument("--mode", default="tma", help="tma | central | psgd-pa | llcg")
+    p.add_argument("--mode", default="tma", help="tma | central | psgd-pa | llcg | ddp (synchronous data-parallel "
+                   "baseline: --workers trainers on the whole graph, gradients averaged every step)")
+    p.add_argument("--workers", type=int, default=4, help="ddp: number of data-parallel trainers (default 4)")
     p.add_argument("--round-seconds", "-T", type=float, default=30.0, help="seconds between averagings (T)")
     p.add_argument("--time-limit", type=float, default=300.0, help="total training seconds")
     p.add_argument("--max-rounds", type=int)
@@ -177,6 +179,25 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--fetch", action="store_true", help="download them with Maven if not cached")
     p.add_argument("--classpath", action="store_true", help="print the comma-separated jar paths (for --jars)")
 
+    p = sub.add_parser("bench", parents=[common], help="compare TMA with the baselines: same model, budget, cores",
+                       description="Train every method on one lake with the same model, hyper-parameters, budget "
+                       "and cores, once per seed; write BENCH/results.json, report.md and curves.png.")
+    p.add_argument("--lake", required=True)
+    p.add_argument("--out", required=True, help="benchmark folder (BENCH)")
+    p.add_argument("--methods", default="central,ddp,psgd-pa,llcg,random,super",
+                   help="comma-separated; central is required (the target is 98%% of its best validation metric)")
+    p.add_argument("--budget", type=float, default=120.0, help="training seconds per run (default 120)")
+    p.add_argument("--seeds", type=int, default=3, help="runs per method (default 3)")
+    p.add_argument("--parts", "-k", type=int, default=4, help="K: parts / trainers (default 4)")
+    p.add_argument("--round-seconds", "-T", type=float, default=10.0, help="T (default 10)")
+    p.add_argument("--task", default="node")
+    p.add_argument("--model", default="sage")
+    p.add_argument("--hidden", type=int, default=256)
+    p.add_argument("--lr", type=float, default=0.005)
+    p.add_argument("--sampler", default="auto")
+    p.add_argument("--target-fraction", type=float, default=0.98)
+    p.add_argument("--overwrite", action="store_true")
+
     p = sub.add_parser("run", parents=[common], help="the whole pipeline from a config file: ingest (or use an "
                        "existing lake), partition, train, infer",
                        description="Run ingest, partition, train and infer as configured in --config (YAML). "
@@ -215,6 +236,8 @@ def _trainers(cfg) -> int:
     """Number of trainers of a train config (1 for central, else K from the partitions folder)."""
     if cfg.mode == "central":
         return 1
+    if cfg.mode == "ddp":
+        return cfg.workers
     try:
         with open(os.path.join(cfg.partitions, "_tma_parts.json")) as fh:
             return int(json.load(fh)["config"]["parts"])
@@ -249,6 +272,7 @@ def _train_config(args: argparse.Namespace):
         sampler=args.sampler, fanouts=_ints(args.fanouts, "--fanouts") if args.fanouts else None,
         batch_size=args.batch_size, eval=args.eval, eval_nodes=args.eval_nodes, eval_edges=args.eval_edges,
         eval_negatives=args.eval_negatives, optimizer_state=args.optimizer_state, resume=args.resume,
+        workers=args.workers,
         round_retries=args.round_retries, tolerate_failures=args.tolerate_failures,
         inject_failures=args.inject_failures,
     ).validate()
@@ -261,8 +285,17 @@ def _infer_config(args: argparse.Namespace):
                        overwrite=args.overwrite, eval_negatives=args.eval_negatives).validate()
 
 
+def _bench_config(args: argparse.Namespace):
+    from .bench import BenchConfig
+
+    return BenchConfig(lake=args.lake, out=args.out, methods=tuple(m.strip() for m in args.methods.split(",")),
+                       budget=args.budget, seeds=args.seeds, parts=args.parts, round_seconds=args.round_seconds,
+                       task=args.task, model=args.model, hidden=args.hidden, lr=args.lr, sampler=args.sampler,
+                       target_fraction=args.target_fraction, overwrite=args.overwrite).validate()
+
+
 BUILDERS = {"ingest": _ingest_config, "partition": _partition_config, "train": _train_config,
-            "infer": _infer_config}
+            "infer": _infer_config, "bench": _bench_config}
 
 
 def _step_args(doc: dict, command: str, extra: Sequence[str] = ()) -> argparse.Namespace:
@@ -350,8 +383,9 @@ def run(argv: Optional[List[str]] = None) -> int:
     from .session import get_spark, running_under_cluster_launcher
 
     master = args.master
-    if args.command == "train" and master is None and not running_under_cluster_launcher():
-        master = f"local[{max(_trainers(cfg), os.cpu_count() or 1)}]"  # one task slot per trainer
+    trainers = _trainers(cfg) if args.command == "train" else cfg.parts if args.command == "bench" else 1
+    if master is None and args.command in ("train", "bench") and not running_under_cluster_launcher():
+        master = f"local[{max(trainers, os.cpu_count() or 1)}]"  # one task slot per trainer
     spark = get_spark(master=master, quiet=args.quiet)
     if args.command == "ingest":
         from .ingest import ingest
@@ -376,6 +410,14 @@ def run(argv: Optional[List[str]] = None) -> int:
         from .infer import infer
 
         print(json.dumps({k: v for k, v in infer(spark, cfg).items() if k != "config"}))
+        return 0
+    if args.command == "bench":
+        from .bench import bench
+
+        results = bench(spark, cfg, command=" ".join(["tma-spark", *argv]))
+        print(json.dumps({"out": cfg.out, "speedups": results["speedups"],
+                          "rows": [{k: r[k] for k in ("method", "test_mean", "time_to_target_mean")}
+                                   for r in results["rows"]]}))
         return 0
     if args.command == "info":
         from .info import format_summary, lake_summary

@@ -37,8 +37,9 @@ PATH_KEYS: Dict[str, Dict[str, str]] = {
     "partition": {"lake": "lake", "out": "partitions"},
     "train": {"lake": "lake", "partitions": "partitions", "out": "run"},
     "infer": {"lake": "lake", "run": "run", "out": "predictions"},
+    "bench": {"lake": "lake"},
 }
-TOP_LEVEL = ("lake", "partitions", "run", "predictions", "master", "mlflow") + STEPS
+TOP_LEVEL = ("lake", "partitions", "run", "predictions", "master", "mlflow") + STEPS + ("bench",)
 #: Flags that are not settings of a step (they belong to the invocation, not to the pipeline).
 _NOT_SETTINGS = {"help", "config", "quiet", "verbose", "command", "set", "mlflow"}
 
@@ -61,7 +62,7 @@ def load_config(path: str) -> dict:
         if key not in TOP_LEVEL:
             raise ConfigError(f"{path}: unknown top-level key {key!r}{_suggest(key, TOP_LEVEL)}. Allowed: "
                               f"{', '.join(TOP_LEVEL)}.")
-        if key in STEPS and value is not None and not isinstance(value, dict):
+        if key in STEPS + ("bench",) and value is not None and not isinstance(value, dict):
             raise ConfigError(f"{path}: {key} must be a mapping of {key} settings, e.g. {key}: {{seed: 0}}.")
     doc["_path"] = path
     return doc

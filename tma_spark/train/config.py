@@ -11,7 +11,7 @@ from .models import MODELS
 
 __all__ = ["TrainConfig", "MODES", "TASKS", "WEIGHTINGS", "SAMPLERS", "EVAL_MODES", "OPTIMIZER_STATES"]
 
-MODES = ("tma", "central", "psgd-pa", "llcg")
+MODES = ("tma", "central", "psgd-pa", "llcg", "ddp")
 TASKS = ("node", "link")
 WEIGHTINGS = ("none", "nodes", "edges")
 SAMPLERS = ("auto", "full", "neighbor")
@@ -28,7 +28,9 @@ class TrainConfig:
         partitions: a PARTS folder from ``tma-spark partition`` (not needed for ``central``).
         out: run folder (config.json, metrics.jsonl, best.pt, last.pt, summary.json).
         mode: ``tma`` (default), ``central`` (one trainer, whole graph), ``psgd-pa`` (tma over METIS
-            parts), ``llcg`` (psgd-pa plus server correction steps after each averaging).
+            parts), ``llcg`` (psgd-pa plus server correction steps after each averaging), ``ddp``
+            (``workers`` synchronous data-parallel trainers on the whole graph, gradients averaged every step).
+        workers: ``ddp``: number of data-parallel trainers.
         round_seconds: T, wall-clock seconds each trainer trains between averagings.
         time_limit: total training budget in seconds.
         max_rounds / patience: optional stops (patience = rounds without a better validation metric).
@@ -77,6 +79,7 @@ class TrainConfig:
     eval_edges: int = 5000
     eval_negatives: int = 100
     optimizer_state: str = "shipped"
+    workers: int = 4
     seed: int = 0
     overwrite: bool = False
     round_retries: int = 2
@@ -109,8 +112,11 @@ class TrainConfig:
              "--eval-nodes, --eval-edges and --eval-negatives must be at least 1."),
             (self.optimizer_state in OPTIMIZER_STATES,
              f"--optimizer-state {self.optimizer_state!r} is not one of {', '.join(OPTIMIZER_STATES)}."),
-            (self.mode == "central" or bool(self.partitions),
+            (self.mode in ("central", "ddp") or bool(self.partitions),
              f"--mode {self.mode} needs --partitions PARTS (from 'tma-spark partition')."),
+            (self.workers >= 1, f"--workers {self.workers} must be at least 1."),
+            (not (self.mode == "ddp" and self.tolerate_failures), "--mode ddp trains in lockstep (every step waits "
+             "for every trainer), so it cannot average over survivors: drop --tolerate-failures."),
             (bool(self.out), "--out is required: the run folder."),
             (self.round_retries >= 0, f"--round-retries {self.round_retries} must be 0 or more."),
             (not (self.resume and self.overwrite), "--resume continues the run in --out and --overwrite replaces "

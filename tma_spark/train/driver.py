@@ -40,6 +40,7 @@ from ..faults import crash_point, fault_for, parse_faults
 from ..lake import open_lake
 from .averaging import average_state_dicts
 from .config import TrainConfig
+from .ddp import make_allreduce
 from .evaluation import Evaluator, build_evaluator
 from .executor import from_bytes, run_trainer_task, to_bytes
 from .models import build_model
@@ -219,7 +220,9 @@ def _trainer_task(shared, spec: dict, seconds: float, round_index: int, threads:
         fault = fault_for(faults, part, round_index, spec.get("attempt", 0) == 0 and ctx.attemptNumber() == 0)
         # No ctx.barrier() here: gang scheduling already starts the K tasks together, and a barrier() call
         # costs about a second (its polling interval).
-        yield run_trainer_task(part, spec, shared.value, opt_state, seconds, round_index, addresses, threads, fault)
+        allreduce = make_allreduce(ctx) if barrier and spec.get("mode") == "ddp" else None
+        yield run_trainer_task(part, spec, shared.value, opt_state, seconds, round_index, addresses, threads, fault,
+                               allreduce)
 
     return task
 
@@ -378,9 +381,9 @@ def _check_lake(cfg: TrainConfig, lake) -> None:
 
 def _source(spark: SparkSession, cfg: TrainConfig, lake):
     """Where trainers read their graphs, the number of trainers, and the partition strategy."""
-    if cfg.mode == "central":
-        return {"kind": "lake", "path": lake.path, "format": lake.meta.format, "version": lake.meta.created_at}, 1, \
-            "none"
+    if cfg.mode in ("central", "ddp"):  # ddp: every trainer holds the whole graph
+        return ({"kind": "lake", "path": lake.path, "format": lake.meta.format, "version": lake.meta.created_at},
+                1 if cfg.mode == "central" else cfg.workers, "none")
     info = _parts_info(spark, cfg, lake)
     version = os.path.getmtime(os.path.join(info["path"], "_tma_parts.json"))
     return ({"kind": "parts", "path": info["path"], "format": info["format"], "version": version}, info["parts"],
@@ -435,7 +438,7 @@ def train(spark: SparkSession, cfg: TrainConfig, on_round: Optional[Callable[[di
     source, k, strategy = _source(spark, cfg, lake)
     _check_run_dir(cfg.out, cfg.overwrite, cfg.resume)
     run_config = {**cfg.to_dict(), "out": os.path.abspath(cfg.out), "lake": lake.path,
-                  "partitions": source["path"] if cfg.mode != "central" else None,
+                  "partitions": source["path"] if source["kind"] == "parts" else None,
                   "parts": k, "partition_strategy": strategy, "lake_path": lake.path}
     ckpt, history = None, []
     if cfg.resume:
@@ -463,7 +466,8 @@ def train(spark: SparkSession, cfg: TrainConfig, on_round: Optional[Callable[[di
     spec = {"model": cfg.model, "in_dim": lake.meta.feature_dim, "hidden": cfg.hidden, "out_dim": out_dim,
             "layers": cfg.layers, "dropout": cfg.dropout, "lr": cfg.lr, "seed": cfg.seed, "source": source,
             "task": cfg.task, "sampler": cfg.sampler, "fanouts": list(cfg.hop_fanouts), "batch_size": cfg.batch_size,
-            "optimizer_state": cfg.optimizer_state, "run_id": uuid.uuid4().hex, "faults": cfg.inject_failures}
+            "optimizer_state": cfg.optimizer_state, "run_id": uuid.uuid4().hex, "faults": cfg.inject_failures,
+            "mode": cfg.mode, "trainers": k}
 
     def new_model():
         return build_model(cfg.model, lake.meta.feature_dim, cfg.hidden, out_dim, cfg.layers, cfg.dropout,

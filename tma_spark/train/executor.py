@@ -22,7 +22,7 @@ import io
 import logging
 import os
 import time
-from typing import Dict, Optional, Tuple
+from typing import Callable, Dict, Optional, Tuple
 
 import torch
 
@@ -58,7 +58,8 @@ def from_bytes(data: bytes):
 def _cache_key(source: dict, part: int, spec: dict, device: torch.device) -> tuple:
     """Everything the cached graph and objective depend on: the data (path and version, so that a re-written
     PARTS folder is reloaded), the part, the objective's settings and the device."""
-    settings = tuple(str(spec.get(k)) for k in ("task", "sampler", "fanouts", "batch_size", "in_dim", "hidden"))
+    settings = tuple(str(spec.get(k)) for k in ("task", "sampler", "fanouts", "batch_size", "in_dim", "hidden",
+                                                "shard"))
     return (source["path"], source.get("version"), part, settings, str(device))
 
 
@@ -87,9 +88,12 @@ def pick_device(gpu_addresses: Optional[list]) -> torch.device:
 
 
 def train_for(objective, spec: dict, state: dict, opt_state: Optional[dict], seconds: float,
-              device: torch.device, seed: int) -> dict:
+              device: torch.device, seed: int, allreduce: Optional[Callable] = None) -> dict:
     """Train from ``state`` for ``seconds`` of wall-clock time (at least one step); one step is one
-    full-batch pass or one sampled mini-batch, depending on the objective's sampler."""
+    full-batch pass or one sampled mini-batch, depending on the objective's sampler.
+
+    With ``allreduce`` (data-parallel training, :mod:`tma_spark.train.ddp`) every step's gradients are
+    replaced by the trainers' mean before the update, and the trainers stop together."""
     torch.manual_seed(seed)
     objective.seed(seed)
     model = build_model(spec["model"], spec["in_dim"], spec["hidden"], spec["out_dim"], spec["layers"],
@@ -105,15 +109,22 @@ def train_for(objective, spec: dict, state: dict, opt_state: Optional[dict], sec
     deadline = begin + seconds
     # Stop when the next step would end past the deadline (at least one step): rounds end on time
     # instead of overshooting by up to a step, and the stage waits less for its slowest trainer.
-    while objective.targets and (steps == 0 or time.monotonic() + (time.monotonic() - begin) / steps <= deadline):
+    while allreduce is not None or objective.targets and (
+            steps == 0 or time.monotonic() + (time.monotonic() - begin) / steps <= deadline):
         opt.zero_grad(set_to_none=True)
         with torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=use_amp):
             loss = objective.loss(model)
         loss.backward()
+        stop = False
+        if allreduce is not None:  # vote to stop when the next step would end past the deadline
+            now = time.monotonic()
+            stop = allreduce(model, now + (now - begin) / (steps + 1) > deadline)
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         opt.step()
         steps += 1
         loss_sum += float(loss.detach())
+        if stop:
+            break
     return {"state": {k: v.detach().cpu() for k, v in model.state_dict().items()},
             "opt": opt.state_dict(), "steps": steps, "loss": loss_sum / max(steps, 1)}
 
@@ -130,7 +141,7 @@ def _cpu(obj):
 
 def run_trainer_task(part: int, spec: dict, state_bytes: bytes, opt_bytes: Optional[bytes], seconds: float,
                      round_index: int, gpu_addresses: Optional[list], threads: int,
-                     fault: Optional[Fault] = None) -> dict:
+                     fault: Optional[Fault] = None, allreduce: Optional[Callable] = None) -> dict:
     """Everything one trainer does in one round; returns plain bytes and numbers for the driver.
 
     With an injected ``fault`` the trainer trains for half the round, then kills its process (or its
@@ -139,7 +150,8 @@ def run_trainer_task(part: int, spec: dict, state_bytes: bytes, opt_bytes: Optio
     started = time.monotonic()
     torch.set_num_threads(max(int(threads), 1))
     device = pick_device(gpu_addresses)
-    graph, objective = load_part(spec["source"], part, spec, device)
+    shard = [part, spec["trainers"]] if spec.get("mode") == "ddp" else None
+    graph, objective = load_part(spec["source"], part, {**spec, "shard": shard}, device)
     loaded = time.monotonic()
     state = from_bytes(state_bytes)
     resident = spec.get("optimizer_state") == "resident"
@@ -155,7 +167,7 @@ def run_trainer_task(part: int, spec: dict, state_bytes: bytes, opt_bytes: Optio
         train_for(objective, spec, state, opt_state, budget / 2, device, seed=seed)
         reason = f"--inject-failure {fault}: round {round_index} part {part}"
         kill_executor(reason) if fault.kind == "executor" else kill_self(reason)
-    out = train_for(objective, spec, state, opt_state, budget, device, seed=seed)
+    out = train_for(objective, spec, state, opt_state, budget, device, seed=seed, allreduce=allreduce)
     if resident and round_index > 0:  # round 0 is the warm-up stage, whose result is discarded
         _OPT_STATES.clear()  # one part per worker, as for the graph cache
         _OPT_STATES[opt_key] = out["opt"]

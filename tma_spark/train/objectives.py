@@ -43,6 +43,14 @@ def choose_sampler(requested: str, num_edges: int, in_dim: int, hidden: int) -> 
     return "full" if num_edges * max(in_dim, hidden) <= FULL_BATCH_MAX_ELEMENTS else "neighbor"
 
 
+def _shard(items: torch.Tensor, shard) -> torch.Tensor:
+    """Every ``world``-th item starting at ``rank`` (data-parallel training), or all items."""
+    if not shard:
+        return items
+    rank, world = shard
+    return items[rank::world]
+
+
 class _Batches:
     """Endless shuffled mini-batches of ``items`` (a new permutation each epoch)."""
 
@@ -87,7 +95,7 @@ class NodeObjective(_Objective):
 
     def __init__(self, graph: GraphTensors, spec: dict, device: torch.device):
         super().__init__(graph, spec, device)
-        self.train_idx = graph.mask("train").nonzero().view(-1)
+        self.train_idx = _shard(graph.mask("train").nonzero().view(-1), spec.get("shard"))
         self.y = graph.y.to(device)
         self.batches = _Batches(self.train_idx, self.batch_size)
 
@@ -110,6 +118,8 @@ class LinkObjective(_Objective):
         super().__init__(graph, spec, device)
         ei = graph.edge_index
         self.pairs = ei[:, ei[0] < ei[1]]  # each undirected training edge once
+        if spec.get("shard"):
+            self.pairs = self.pairs[:, _shard(torch.arange(self.pairs.shape[1]), spec["shard"])]
         self.batches = _Batches(torch.arange(self.pairs.shape[1]), self.batch_size)
 
     @property

@@ -1,0 +1,160 @@
+"""``tma-spark bench``: every method on the same lake, model, hyper-parameters, budget and cores, in one run.
+
+Methods: ``central`` (one trainer, whole graph), ``ddp`` (K synchronous data-parallel trainers on the
+whole graph, gradients averaged every step through Spark's barrier allGather), ``psgd-pa`` (METIS parts, periodic averaging), ``llcg``
+(psgd-pa plus server correction), ``random`` (RandomTMA) and ``super`` (SuperTMA); each trains for the same
+``budget`` seconds with the same T, K, model and seed, once per seed, inside one Spark application, one
+after the other (so they do not compete for cores). Central runs first for each seed: the target is
+``target_fraction`` of the best validation metric it reaches with that seed.
+
+Output in ``BENCH``: ``results.json`` (settings, machine, every run with its validation curve, the table,
+the speed-ups), ``report.md`` and ``curves.png``; the runs' own folders are under ``BENCH/runs`` and the
+partitions under ``BENCH/parts``.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import platform
+import shutil
+from dataclasses import asdict, dataclass
+from typing import Tuple
+
+from pyspark.sql import SparkSession
+
+from .. import fs
+from ..errors import ConfigError, TmaSparkError
+from .report import aggregate, curves_figure, render_markdown, speedups, time_to_target
+
+__all__ = ["BenchConfig", "bench", "METHODS"]
+
+log = logging.getLogger(__name__)
+
+METHODS = ("central", "ddp", "psgd-pa", "llcg", "random", "super")
+#: method -> (train mode, partition strategy or None)
+_PLAN = {"central": ("central", None), "ddp": ("ddp", None), "psgd-pa": ("psgd-pa", "metis"),
+         "llcg": ("llcg", "metis"),
+         "random": ("tma", "random"), "super": ("tma", "super")}
+
+
+@dataclass
+class BenchConfig:
+    """What ``tma-spark bench`` compares (every method gets the same settings)."""
+
+    lake: str
+    out: str
+    methods: Tuple[str, ...] = METHODS
+    budget: float = 120.0
+    seeds: int = 3
+    parts: int = 4
+    round_seconds: float = 10.0
+    task: str = "node"
+    model: str = "sage"
+    hidden: int = 256
+    layers: int = 2
+    dropout: float = 0.5
+    lr: float = 0.005
+    sampler: str = "auto"
+    target_fraction: float = 0.98
+    overwrite: bool = False
+
+    def validate(self) -> "BenchConfig":
+        unknown = [m for m in self.methods if m not in METHODS]
+        checks = [
+            (not unknown, f"--methods: {', '.join(unknown)} not supported; choose from {', '.join(METHODS)}."),
+            ("central" in self.methods, "--methods must include central: the time-to-target target is 98% of "
+                                        "central's best validation metric."),
+            (len(set(self.methods)) == len(self.methods), "--methods lists a method twice."),
+            (self.budget > 0, f"--budget {self.budget} must be positive (seconds of training per run)."),
+            (self.seeds >= 1, f"--seeds {self.seeds} must be at least 1."),
+            (self.parts >= 2, f"--parts {self.parts} must be at least 2."),
+            (self.round_seconds > 0, f"--round-seconds {self.round_seconds} must be positive."),
+            (0 < self.target_fraction <= 1, f"--target-fraction {self.target_fraction} must be in (0, 1]."),
+        ]
+        for ok, message in checks:
+            if not ok:
+                raise ConfigError(message)
+        self._train_config("central", None, os.path.join(self.out, "check"), 0).validate()  # model, task, ...
+        return self
+
+    def _train_config(self, method: str, parts, out: str, seed: int):
+        from ..train import TrainConfig
+
+        return TrainConfig(lake=self.lake, partitions=parts, out=out, task=self.task, model=self.model,
+                           mode=_PLAN[method][0], round_seconds=self.round_seconds, time_limit=self.budget,
+                           hidden=self.hidden, layers=self.layers, dropout=self.dropout, lr=self.lr,
+                           sampler=self.sampler, seed=seed, workers=self.parts)
+
+
+def _machine() -> str:
+    import psutil
+
+    return (f"{platform.platform()}, {os.cpu_count()} cores, {psutil.virtual_memory().total / 2**30:.0f} GiB RAM, "
+            f"Python {platform.python_version()}")
+
+
+def _parts(spark: SparkSession, cfg: BenchConfig, strategy: str, seed: int) -> str:
+    from ..partition import PartitionConfig, partition
+
+    path = os.path.join(cfg.out, "parts", f"{strategy}-s{seed}")
+    if not os.path.exists(path):
+        log.info("bench: partitioning (%s, K = %d, seed %d)", strategy, cfg.parts, seed)
+        partition(spark, PartitionConfig(lake=cfg.lake, out=path, strategy=strategy, parts=cfg.parts, seed=seed))
+    return path
+
+
+def _one_run(spark: SparkSession, cfg: BenchConfig, method: str, seed: int) -> dict:
+    from ..train import train
+
+    strategy = _PLAN[method][1]
+    parts = _parts(spark, cfg, strategy, seed) if strategy else None
+    out = os.path.join(cfg.out, "runs", f"{method}-s{seed}")
+    log.info("bench: %s, seed %d, %.0f s", method, seed, cfg.budget)
+    summary = train(spark, cfg._train_config(method, parts, out, seed))
+    with open(os.path.join(out, "metrics.jsonl")) as fh:
+        rows = [json.loads(line) for line in fh]
+    return {"method": method, "seed": seed, "test": summary["test"], "best_val": summary["best_val"],
+            "total_steps": summary["total_steps"], "rounds": summary["rounds"],
+            "startup_seconds": summary["startup_seconds"], "wall_seconds": summary["wall_seconds"],
+            "metric": summary["metric"], "curve": [(r["wall_seconds"], r["val"]) for r in rows]}
+
+
+def bench(spark: SparkSession, cfg: BenchConfig, command: str = "") -> dict:
+    """Run every method for every seed; write results.json, report.md and curves.png; return the results."""
+    cfg.validate()
+    cfg.out = os.path.abspath(cfg.out)
+    if os.path.exists(cfg.out):
+        if not cfg.overwrite:
+            raise TmaSparkError(f"Benchmark folder {cfg.out} already exists. Fix: choose another --out or pass "
+                                "--overwrite.")
+        shutil.rmtree(cfg.out)
+    os.makedirs(cfg.out)
+    from ..lake import open_lake
+
+    lake = open_lake(spark, cfg.lake)
+    order = ["central"] + [m for m in cfg.methods if m != "central"]
+    runs = []
+    for seed in range(cfg.seeds):
+        seed_runs = [_one_run(spark, cfg, method, seed) for method in order]
+        target = cfg.target_fraction * seed_runs[0]["best_val"]
+        for run in seed_runs:
+            run["target"] = target
+            run["time_to_target"] = time_to_target(run["curve"], target)
+        runs += seed_runs
+        fs.write_json_local(os.path.join(cfg.out, "results.partial.json"), runs)  # progress survives a crash
+    rows = aggregate(runs)
+    ups = speedups(rows)
+    metric = runs[0]["metric"]
+    meta = {**asdict(cfg), "dataset": lake.meta.source.get("dataset") or lake.path, "metric": metric,
+            "machine": _machine(), "command": command, "nodes": lake.meta.num_nodes, "edges": lake.meta.num_edges}
+    results = {"meta": meta, "rows": rows, "speedups": ups, "runs": runs}
+    fs.write_json_local(os.path.join(cfg.out, "results.json"), results)
+    os.remove(os.path.join(cfg.out, "results.partial.json"))
+    with open(os.path.join(cfg.out, "report.md"), "w") as fh:
+        fh.write(render_markdown(rows, ups, meta))
+    curves_figure(runs, metric, f"{meta['dataset']}: K = {cfg.parts}, T = {cfg.round_seconds} s").savefig(
+        os.path.join(cfg.out, "curves.png"), dpi=110)
+    log.info("bench: wrote %s/report.md, results.json and curves.png", cfg.out)
+    return results
