@@ -199,31 +199,41 @@ def test_killed_driver_resumes_and_overwrite_keeps_the_previous_run(spark, cli, 
 
 
 @pytest.mark.spark
-@pytest.mark.parametrize("command", ["ingest", "partition"])
-def test_job_killed_while_committing_leaves_the_previous_output(spark, cli, cora_lake, tmp_path, command):
+@pytest.mark.parametrize("command", ["ingest", "partition", "infer"])
+def test_job_killed_while_committing_leaves_the_previous_output(spark, cli, cora_lake, cora_parts, tmp_path,
+                                                                command):
     """The job process is SIGKILLed just before its finished output is renamed into place (overwriting an
-    existing one): the previous output is still readable and no half-written one is visible."""
+    existing one): the previous output is still readable and no half-written one is visible. (Delta
+    predictions, the default, are replaced in one Delta transaction; Parquet ones are renamed like this.)"""
     if command == "ingest":
         out = tmp_path / "lake"
         argv = ["ingest", "--dataset", "cora", "--lake", out]
-    else:
+    elif command == "partition":
         out = tmp_path / "parts"
         argv = ["partition", "--lake", cora_lake, "--out", out, "-k", "2"]
+    else:
+        run = tmp_path / "run"
+        train(spark, TrainConfig(lake=cora_lake, partitions=cora_parts, out=str(run), max_rounds=1, **FAST))
+        out = tmp_path / "pred"
+        argv = ["infer", "--lake", cora_lake, "--run", run, "--out", out, "--format", "parquet"]
     code, _, err = cli(*argv)
     assert code == 0, err
     before = sorted(os.listdir(out))
-    marker = (out / ("_tma_lake.json" if command == "ingest" else "_tma_parts.json")).read_text()
+    marker = {"ingest": "_tma_lake.json", "partition": "_tma_parts.json", "infer": "_SUCCESS"}[command]
+    marker_text = (out / marker).read_text()
     r = subprocess.run([str(BIN / "tma-spark"), *map(str, argv), "--overwrite"], capture_output=True, text=True,
                        env=_env(TMA_SPARK_CRASH_AT="before-commit"), timeout=300)
     assert r.returncode == -signal.SIGKILL, r.stderr[-2000:]
     assert sorted(os.listdir(out)) == before
-    assert (out / ("_tma_lake.json" if command == "ingest" else "_tma_parts.json")).read_text() == marker
-    visible = [p for p in os.listdir(tmp_path) if not p.startswith(".")]
-    assert visible == [out.name]
+    assert (out / marker).read_text() == marker_text
+    visible = sorted(p for p in os.listdir(tmp_path) if not p.startswith("."))
+    assert visible == sorted([out.name] + (["run"] if command == "infer" else []))
     if command == "ingest":
         assert open_lake(spark, str(out)).nodes().count() == 2708
-    else:
+    elif command == "partition":
         assert spark.read.format("delta").load(str(out / "nodes")).count() == 2708
+    else:
+        assert spark.read.parquet(str(out)).count() == 2708
 
 
 @pytest.mark.spark
