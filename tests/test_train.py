@@ -80,7 +80,9 @@ def test_partitions_from_another_lake_and_psgd_pa_on_random_parts(spark, cora_la
 
 
 @pytest.mark.parametrize("kwargs,fragment", [
-    ({"mode": "ddp"}, "--mode 'ddp' is not one of"),
+    ({"mode": "gossip"}, "--mode 'gossip' is not one of"),
+    ({"mode": "ddp", "tolerate_failures": True}, "cannot average over survivors"),
+    ({"mode": "ddp", "workers": 0}, "--workers 0 must be at least 1"),
     ({"model": "gin"}, "--model 'gin' is not one of"),
     ({"round_seconds": 0}, "--round-seconds 0 must be positive"),
     ({"time_limit": -5}, "--time-limit -5 must be positive"),
