@@ -348,8 +348,8 @@ def _parse(argv: List[str]) -> argparse.Namespace:
     return args
 
 
-def _save_effective_config(args: argparse.Namespace, cfg) -> None:
-    """Log the effective settings of a config-file run (they are also saved with each output)."""
+def _log_effective_config(args: argparse.Namespace, cfg) -> None:
+    """Log the effective settings of a config-file run (each command also saves them with its output)."""
     if getattr(args, "config", None) and cfg is not None:
         from dataclasses import asdict
 
@@ -379,7 +379,7 @@ def run(argv: Optional[List[str]] = None) -> int:
         return 0
 
     cfg = BUILDERS[args.command](args) if args.command in BUILDERS else None  # validated before Spark starts
-    _save_effective_config(args, cfg)
+    _log_effective_config(args, cfg)
     from .session import get_spark, running_under_cluster_launcher
 
     master = args.master

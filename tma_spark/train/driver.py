@@ -138,7 +138,8 @@ def _publish_run_dir(run_dir: str, out: str) -> None:
     if run_dir == out:
         return
     crash_point("before-commit")  # fault injection: a driver killed here must leave the previous run in place
-    old = f"{_next_dir(out)[:-len('.next')]}.previous-{uuid.uuid4().hex[:8]}"
+    parent, name = os.path.split(out)
+    old = os.path.join(parent, f".{name}.previous-{uuid.uuid4().hex[:8]}")
     if os.path.exists(out):
         os.rename(out, old)
     os.rename(run_dir, out)
