@@ -4,7 +4,8 @@
 #   Amazon Computers and Coauthor CS (node classification), ogbn-arxiv (link prediction, FastRP features),
 #   a synthetic graph of 10^7 edges (node classification).
 # Each dataset gets BENCH/<name>/{results.json,report.md,curves.png}; the reports are copied to
-# benchmarks/results/bench_<name>.md (+ .png, .json).
+# benchmarks/results/bench_<name>.md (+ .png, .json), and benchmarks/results/bench_suite.md gets one table over
+# every dataset there.
 #
 # Usage: bash benchmarks/run_suite.sh [DATASET ...]   (default: all four)
 # Environment: BUDGET (training seconds per run, default 120), SEEDS (default 3), T (round seconds,
@@ -39,3 +40,4 @@ for name in "${datasets[@]}"; do
   cp "$OUT/$name/curves.png" "benchmarks/results/bench_$name.png"
   cp "$OUT/$name/results.json" "benchmarks/results/bench_$name.json"
 done
+.venv/bin/python benchmarks/summarize_suite.py

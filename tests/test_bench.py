@@ -4,7 +4,8 @@ import json
 
 import pytest
 
-from tma_spark.bench.report import aggregate, curves_figure, render_markdown, speedups, time_to_target
+from tma_spark.bench.report import (aggregate, curves_figure, render_markdown, render_suite_markdown, speedups,
+                                    time_to_target)
 from tma_spark.errors import ConfigError
 
 
@@ -39,6 +40,22 @@ def test_aggregate_speedups_and_report_state_misses_plainly():
     slow = speedups([{**rows["random"], "time_to_target_mean": 40.0}, rows["central"]])
     assert "MISSED" in render_markdown([rows["central"]], slow, {"metric": "accuracy"})
     assert curves_figure(runs).axes[0].get_legend() is not None
+
+
+def test_suite_summary_has_every_dataset_and_its_verdicts():
+    def result(name, metric, tma_test):
+        rows = aggregate([_run("central", 0, 0.80, 40.0), _run("llcg", 0, 0.70, None),
+                          _run("random", 0, tma_test, 10.0)])
+        return {"meta": {"dataset": f"/lakes/{name}", "metric": metric, "budget": 60, "seeds": 1, "parts": 4,
+                         "round_seconds": 10, "command": f"tma-spark bench --lake {name}", "machine": "m"},
+                "rows": rows, "speedups": speedups(rows)}
+
+    text = render_suite_markdown({"a": result("a", "accuracy", 0.81), "b": result("b", "mrr", 0.60)})
+    assert "| a | accuracy | random | 0.8100 ± 0.0000 | 10.0 ± 0.0 | 1/1 | 4.00x (vs central) | 100 |" in text
+    assert "| b | mrr | llcg | 0.7000 ± 0.0000 | — | 0/1 | — | 100 |" in text
+    assert "- random within 0.5 points of central (0.8000): met" in text
+    assert "- random test mrr 0.6000 < llcg 0.7000: MISSED" in text  # dataset b's verdicts follow b's header
+    assert text.index("**b**") < text.index("random test mrr 0.6000")
 
 
 def test_bench_config_validation(tmp_path):

@@ -147,7 +147,7 @@ def bench(spark: SparkSession, cfg: BenchConfig, command: str = "") -> dict:
     rows = aggregate(runs)
     ups = speedups(rows)
     metric = runs[0]["metric"]
-    meta = {**asdict(cfg), "dataset": lake.meta.source.get("dataset") or lake.path, "metric": metric,
+    meta = {**asdict(cfg), "dataset": lake.meta.source.get("dataset") or os.path.basename(lake.path.rstrip("/")), "metric": metric,
             "machine": _machine(), "command": command, "nodes": lake.meta.num_nodes, "edges": lake.meta.num_edges}
     results = {"meta": meta, "rows": rows, "speedups": ups, "runs": runs}
     fs.write_json_local(os.path.join(cfg.out, "results.json"), results)

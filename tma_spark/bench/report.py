@@ -7,7 +7,8 @@ import math
 import statistics
 from typing import Dict, List, Optional, Sequence
 
-__all__ = ["time_to_target", "aggregate", "speedups", "render_markdown", "curves_figure", "BASELINES", "TMA_METHODS"]
+__all__ = ["time_to_target", "aggregate", "speedups", "target_checks", "render_markdown",
+           "render_suite_markdown", "curves_figure", "BASELINES", "TMA_METHODS"]
 
 BASELINES = ("central", "ddp", "psgd-pa", "llcg")
 TMA_METHODS = ("random", "super")
@@ -70,6 +71,57 @@ def _fmt(value, digits=4, scale=1.0) -> str:
     return "—" if value is None else f"{value * scale:.{digits}f}"
 
 
+def target_checks(rows: Sequence[dict], ups: dict, metric: str = "metric") -> List[str]:
+    """The issue's targets, one plain sentence each ending in ``met`` or ``MISSED``: each TMA method's test
+    metric at or above psgd-pa and llcg and within 0.5 points of central, and the best TMA method's
+    time-to-target speed-up over the fastest baseline at least 2.31x (the paper's figure)."""
+    lines = []
+    by = {r["method"]: r for r in rows}
+    for tma in [m for m in TMA_METHODS if m in by]:
+        t = by[tma]["test_mean"]
+        for base in [m for m in ("psgd-pa", "llcg") if m in by]:
+            b = by[base]["test_mean"]
+            ok = t is not None and b is not None and t >= b
+            lines.append(f"{tma} test {metric} {_fmt(t)} {'≥' if ok else '<'} {base} {_fmt(b)}: "
+                         f"{'met' if ok else 'MISSED'}")
+        if "central" in by:
+            c = by["central"]["test_mean"]
+            ok = t is not None and c is not None and t >= c - 0.005
+            lines.append(f"{tma} within 0.5 points of central ({_fmt(c)}): {'met' if ok else 'MISSED'} "
+                         f"(gap {_fmt(None if t is None or c is None else (c - t), 2, 100)} points)")
+    best = ups.get("best_tma_speedup")
+    lines.append(f"best TMA method ({ups.get('best_tma') or 'none reached the target'}) time-to-target speed-up "
+                 f"over the fastest baseline ({ups.get('fastest_baseline') or 'none reached the target'}): "
+                 f"{'—' if best is None else f'{best:.2f}x'} (target ≥ 2.31x): "
+                 f"{'met' if best is not None and best >= 2.31 else 'MISSED'}")
+    return lines
+
+
+def render_suite_markdown(results: Dict[str, dict]) -> str:
+    """One table over the datasets of a suite (dataset name -> its ``results.json`` from
+    :func:`tma_spark.bench.job.bench`): dataset, method, test metric, time to target, speed-up; then each
+    dataset's targets, met or missed."""
+    lines = ["# Benchmark suite: every dataset", "",
+             "| dataset | metric | method | test (mean ± std) | time to target (s) | reached | speed-up vs "
+             "fastest baseline | steps |", "|---|---|---|---|---|---|---|---|"]
+    checks = []
+    for name, res in results.items():
+        meta, rows, ups = res["meta"], res["rows"], res["speedups"]
+        metric = meta.get("metric", "metric")
+        for r in rows:
+            up = ups["per_method"].get(r["method"])
+            speed = "—" if up is None else f"{up:.2f}x (vs {ups['fastest_baseline']})"
+            ttt = "—" if r["time_to_target_mean"] is None else \
+                f"{r['time_to_target_mean']:.1f} ± {r['time_to_target_std']:.1f}"
+            lines.append(f"| {name} | {metric} | {r['method']} | {_fmt(r['test_mean'])} ± {_fmt(r['test_std'])} | "
+                         f"{ttt} | {r['reached_target']}/{r['seeds']} | {speed} | {_fmt(r['steps_mean'], 0)} |")
+        checks += ["", f"**{name}** ({meta.get('budget')} s per run, {meta.get('seeds')} seeds, K = "
+                   f"{meta.get('parts')}, T = {meta.get('round_seconds')} s; `{meta.get('command', '')}`)", ""]
+        checks += [f"- {c}" for c in target_checks(rows, ups, metric)]
+    machines = sorted({res["meta"].get("machine", "") for res in results.values()})
+    return "\n".join(lines + ["", "Machine: " + "; ".join(machines), "", "## Targets"] + checks) + "\n"
+
+
 def render_markdown(rows: Sequence[dict], ups: dict, meta: dict) -> str:
     """The report: settings, the table (method, test metric mean ± std over seeds, time to target,
     speed-up against the fastest baseline) and the verdict on the targets, stated plainly."""
@@ -93,25 +145,7 @@ def render_markdown(rows: Sequence[dict], ups: dict, meta: dict) -> str:
                      f"{_fmt(r['best_val_mean'])} | {ttt} | {r['reached_target']}/{r['seeds']} | "
                      f"{'—' if up is None else f'{up:.2f}x'} | {_fmt(r['steps_mean'], 0)} | "
                      f"{_fmt(r['rounds_mean'], 1)} |")
-    lines += ["", "## Targets", ""]
-    by = {r["method"]: r for r in rows}
-    for tma in [m for m in TMA_METHODS if m in by]:
-        t = by[tma]["test_mean"]
-        for base in [m for m in ("psgd-pa", "llcg") if m in by]:
-            b = by[base]["test_mean"]
-            ok = t is not None and b is not None and t >= b
-            lines.append(f"- {tma} test {metric} {_fmt(t)} {'≥' if ok else '<'} {base} {_fmt(b)}: "
-                         f"{'met' if ok else 'MISSED'}")
-        if "central" in by:
-            c = by["central"]["test_mean"]
-            ok = t is not None and c is not None and t >= c - 0.005
-            lines.append(f"- {tma} within 0.5 points of central ({_fmt(c)}): {'met' if ok else 'MISSED'} "
-                         f"(gap {_fmt(None if t is None or c is None else (c - t), 2, 100)} points)")
-    best = ups.get("best_tma_speedup")
-    lines.append(f"- best TMA method ({ups.get('best_tma') or 'none reached the target'}) time-to-target speed-up "
-                 f"over the fastest baseline ({ups.get('fastest_baseline') or 'none reached the target'}): "
-                 f"{'—' if best is None else f'{best:.2f}x'} (target ≥ 2.31x): "
-                 f"{'met' if best is not None and best >= 2.31 else 'MISSED'}")
+    lines += ["", "## Targets", ""] + [f"- {check}" for check in target_checks(rows, ups, metric)]
     return "\n".join(lines) + "\n"
 
 

@@ -6,17 +6,38 @@ import torch
 from torch import nn
 from torch_geometric.nn import GATConv, GCNConv, SAGEConv
 
-__all__ = ["MODELS", "GNN", "build_model"]
+__all__ = ["MODELS", "GNN", "NarrowingSAGEConv", "build_model"]
 
 MODELS = ("sage", "gcn", "gat", "mlp")
+
+
+class NarrowingSAGEConv(SAGEConv):
+    """PyG's ``SAGEConv`` (mean aggregation) that projects before it aggregates when the layer narrows.
+
+    ``lin_l(mean_j x_j) = mean_j (W_l x_j) + b_l``: mean aggregation commutes with a linear map, so when
+    ``out_channels < in_channels`` every edge carries an ``out_channels``-wide message instead of an
+    ``in_channels``-wide one. On bag-of-words features (Coauthor CS: 6,805 wide, hidden 256) that is 26x less
+    memory and arithmetic per edge, and it decides whether a full-batch step fits at all. Same parameters
+    (state dict) as ``SAGEConv``, same outputs (a node without neighbours gets ``b_l``, as ``lin_l(0)``),
+    and the same split as layer-wise inference (:mod:`tma_spark.infer.layers`).
+    """
+
+    def forward(self, x: torch.Tensor, edge_index: torch.Tensor) -> torch.Tensor:  # type: ignore[override]
+        if self.out_channels >= self.in_channels or self.project or self.normalize or not self.root_weight:
+            return super().forward(x, edge_index)
+        xw = x @ self.lin_l.weight.t()
+        out = self.propagate(edge_index, x=(xw, xw), size=None)
+        if self.lin_l.bias is not None:
+            out = out + self.lin_l.bias
+        return out + self.lin_r(x)
 
 
 class GNN(nn.Module):
     """``layers`` message-passing layers (or linear layers for ``mlp``) with PReLU, LayerNorm and dropout.
 
     Args:
-        kind: ``sage`` (GraphSAGE, mean aggregation), ``gcn``, ``gat`` (4 heads, concatenated in hidden
-            layers) or ``mlp`` (ignores edges).
+        kind: ``sage`` (GraphSAGE, mean aggregation; :class:`NarrowingSAGEConv`), ``gcn``, ``gat`` (4 heads,
+            concatenated in hidden layers) or ``mlp`` (ignores edges).
         in_dim, hidden, out_dim: feature, hidden and output sizes.
         layers: number of layers (default 2).
         dropout: dropout probability on hidden representations.
@@ -32,7 +53,7 @@ class GNN(nn.Module):
         for i, (a, b) in enumerate(zip(dims[:-1], dims[1:])):
             last = i == layers - 1
             if kind == "sage":
-                self.convs.append(SAGEConv(a, b, aggr="mean"))
+                self.convs.append(NarrowingSAGEConv(a, b, aggr="mean"))
             elif kind == "gcn":
                 self.convs.append(GCNConv(a, b, cached=False))
             elif kind == "gat":

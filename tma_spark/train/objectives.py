@@ -11,8 +11,9 @@ part is built once per task process, not once per round.
   parts of any size. PyG's NeighborLoader needs pyg-lib or torch-sparse, which
   do not install with current torch from PyPI; the built-in vectorized CSR
   sampler (:mod:`tma_spark.train.sampler`) does the same job.
-* ``auto``: ``full`` when the largest message tensor (edges x max(input, hidden)
-  width) stays under :data:`FULL_BATCH_MAX_ELEMENTS`, else ``neighbor``.
+* ``auto``: ``full`` when the largest message tensor (edges x hidden: every model
+  transforms features before it aggregates them when a layer narrows) stays under
+  :data:`FULL_BATCH_MAX_ELEMENTS`, else ``neighbor``.
 
 Link prediction scores a pair by the dot product of its two embeddings; each
 positive (a training edge of the part) is paired with one uniformly drawn
@@ -31,16 +32,19 @@ from .sampler import CSR, sample_subgraph
 
 __all__ = ["FULL_BATCH_MAX_ELEMENTS", "choose_sampler", "build_objective", "NodeObjective", "LinkObjective"]
 
-#: ``auto`` trains full-batch while edges x max(in_dim, hidden) stays below this (about 2 GiB of float32
-#: for the largest gathered message tensor); larger parts use neighbour sampling.
+#: ``auto`` trains full-batch while edges x hidden stays below this (about 2 GiB of float32 for the largest
+#: gathered message tensor); larger parts use neighbour sampling.
 FULL_BATCH_MAX_ELEMENTS = 500_000_000
 
 
-def choose_sampler(requested: str, num_edges: int, in_dim: int, hidden: int) -> str:
-    """``full`` or ``neighbor`` for a graph of ``num_edges`` directed edges (``requested`` unless ``auto``)."""
+def choose_sampler(requested: str, num_edges: int, hidden: int) -> str:
+    """``full`` or ``neighbor`` for a graph of ``num_edges`` directed edges (``requested`` unless ``auto``).
+
+    Messages are at most ``hidden`` wide, whatever the input width: SAGE projects before it aggregates when a
+    layer narrows (:class:`~tma_spark.train.models.NarrowingSAGEConv`), GCN and GAT always do."""
     if requested != "auto":
         return requested
-    return "full" if num_edges * max(in_dim, hidden) <= FULL_BATCH_MAX_ELEMENTS else "neighbor"
+    return "full" if num_edges * hidden <= FULL_BATCH_MAX_ELEMENTS else "neighbor"
 
 
 def _shard(items: torch.Tensor, shard) -> torch.Tensor:
@@ -70,8 +74,7 @@ class _Batches:
 class _Objective:
     def __init__(self, graph: GraphTensors, spec: dict, device: torch.device):
         self.device = device
-        self.sampler = choose_sampler(spec.get("sampler", "auto"), int(graph.edge_index.shape[1]), spec["in_dim"],
-                                      spec["hidden"])
+        self.sampler = choose_sampler(spec.get("sampler", "auto"), int(graph.edge_index.shape[1]), spec["hidden"])
         self.fanouts = list(spec.get("fanouts", (25, 10)))
         self.batch_size = int(spec.get("batch_size", 1024))
         self.num_nodes = graph.num_nodes
