@@ -36,7 +36,7 @@ def test_aggregate_speedups_and_report_state_misses_plainly():
     assert "| random | 0.8100 ± 0.0000 |" in text
     assert "random test accuracy 0.8100 ≥ psgd-pa 0.7700: met" in text
     assert "within 0.5 points of central (0.8100): met" in text
-    assert "4.17x (target ≥ 2.31x): met" in text
+    assert "4.167x (target ≥ 2.31x): met" in text
     slow = speedups([{**rows["random"], "time_to_target_mean": 40.0}, rows["central"]])
     assert "MISSED" in render_markdown([rows["central"]], slow, {"metric": "accuracy"})
     assert curves_figure(runs).axes[0].get_legend() is not None
@@ -64,7 +64,8 @@ def test_bench_config_validation(tmp_path):
     for kwargs, fragment in [({"methods": ("random",)}, "must include central"),
                              ({"methods": ("central", "gossip")}, "gossip not supported"),
                              ({"model": "transformer"}, "--model 'transformer'"),
-                             ({"budget": 0}, "--budget 0 must be positive"), ({"seeds": 0}, "--seeds 0")]:
+                             ({"budget": 0}, "--budget 0 must be positive"), ({"seeds": 0}, "--seeds 0"),
+                             ({"super_method": "louvain"}, "--super-method .louvain. is not one of lpa, metis")]:
         with pytest.raises(ConfigError, match=fragment):
             BenchConfig(lake="L", out=str(tmp_path / "b"), **kwargs).validate()
 

@@ -196,6 +196,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--lr", type=float, default=0.005)
     p.add_argument("--sampler", default="auto")
     p.add_argument("--target-fraction", type=float, default=0.98)
+    p.add_argument("--super-method", default="lpa",
+                   help="SuperTMA's super-nodes: lpa (label propagation, default) or metis (faster on large graphs)")
     p.add_argument("--overwrite", action="store_true")
 
     p = sub.add_parser("run", parents=[common], help="the whole pipeline from a config file: ingest (or use an "
@@ -291,7 +293,8 @@ def _bench_config(args: argparse.Namespace):
     return BenchConfig(lake=args.lake, out=args.out, methods=tuple(m.strip() for m in args.methods.split(",")),
                        budget=args.budget, seeds=args.seeds, parts=args.parts, round_seconds=args.round_seconds,
                        task=args.task, model=args.model, hidden=args.hidden, lr=args.lr, sampler=args.sampler,
-                       target_fraction=args.target_fraction, overwrite=args.overwrite).validate()
+                       target_fraction=args.target_fraction, super_method=args.super_method,
+                       overwrite=args.overwrite).validate()
 
 
 BUILDERS = {"ingest": _ingest_config, "partition": _partition_config, "train": _train_config,

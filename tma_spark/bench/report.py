@@ -71,6 +71,12 @@ def _fmt(value, digits=4, scale=1.0) -> str:
     return "—" if value is None else f"{value * scale:.{digits}f}"
 
 
+def _time_to_target(row: dict) -> str:
+    if row["time_to_target_mean"] is None:
+        return "—"
+    return f"{row['time_to_target_mean']:.1f} ± {row['time_to_target_std']:.1f}"
+
+
 def target_checks(rows: Sequence[dict], ups: dict, metric: str = "metric") -> List[str]:
     """The issue's targets, one plain sentence each ending in ``met`` or ``MISSED``: each TMA method's test
     metric at or above psgd-pa and llcg and within 0.5 points of central, and the best TMA method's
@@ -92,7 +98,7 @@ def target_checks(rows: Sequence[dict], ups: dict, metric: str = "metric") -> Li
     best = ups.get("best_tma_speedup")
     lines.append(f"best TMA method ({ups.get('best_tma') or 'none reached the target'}) time-to-target speed-up "
                  f"over the fastest baseline ({ups.get('fastest_baseline') or 'none reached the target'}): "
-                 f"{'—' if best is None else f'{best:.2f}x'} (target ≥ 2.31x): "
+                 f"{'—' if best is None else f'{best:.3f}x'} (target ≥ 2.31x): "
                  f"{'met' if best is not None and best >= 2.31 else 'MISSED'}")
     return lines
 
@@ -111,10 +117,9 @@ def render_suite_markdown(results: Dict[str, dict]) -> str:
         for r in rows:
             up = ups["per_method"].get(r["method"])
             speed = "—" if up is None else f"{up:.2f}x (vs {ups['fastest_baseline']})"
-            ttt = "—" if r["time_to_target_mean"] is None else \
-                f"{r['time_to_target_mean']:.1f} ± {r['time_to_target_std']:.1f}"
             lines.append(f"| {name} | {metric} | {r['method']} | {_fmt(r['test_mean'])} ± {_fmt(r['test_std'])} | "
-                         f"{ttt} | {r['reached_target']}/{r['seeds']} | {speed} | {_fmt(r['steps_mean'], 0)} |")
+                         f"{_time_to_target(r)} | {r['reached_target']}/{r['seeds']} | {speed} | "
+                         f"{_fmt(r['steps_mean'], 0)} |")
         checks += ["", f"**{name}** ({meta.get('budget')} s per run, {meta.get('seeds')} seeds, K = "
                    f"{meta.get('parts')}, T = {meta.get('round_seconds')} s; `{meta.get('command', '')}`)", ""]
         checks += [f"- {c}" for c in target_checks(rows, ups, metric)]
@@ -139,10 +144,8 @@ def render_markdown(rows: Sequence[dict], ups: dict, meta: dict) -> str:
              "|---|---|---|---|---|---|---|---|"]
     for r in rows:
         up = ups["per_method"].get(r["method"])
-        ttt = "—" if r["time_to_target_mean"] is None else \
-            f"{r['time_to_target_mean']:.1f} ± {r['time_to_target_std']:.1f}"
         lines.append(f"| {r['method']} | {_fmt(r['test_mean'])} ± {_fmt(r['test_std'])} | "
-                     f"{_fmt(r['best_val_mean'])} | {ttt} | {r['reached_target']}/{r['seeds']} | "
+                     f"{_fmt(r['best_val_mean'])} | {_time_to_target(r)} | {r['reached_target']}/{r['seeds']} | "
                      f"{'—' if up is None else f'{up:.2f}x'} | {_fmt(r['steps_mean'], 0)} | "
                      f"{_fmt(r['rounds_mean'], 1)} |")
     lines += ["", "## Targets", ""] + [f"- {check}" for check in target_checks(rows, ups, metric)]
