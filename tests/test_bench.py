@@ -65,22 +65,35 @@ def test_bench_config_validation(tmp_path):
                              ({"methods": ("central", "gossip")}, "gossip not supported"),
                              ({"model": "transformer"}, "--model 'transformer'"),
                              ({"budget": 0}, "--budget 0 must be positive"), ({"seeds": 0}, "--seeds 0"),
-                             ({"super_method": "louvain"}, "--super-method .louvain. is not one of lpa, metis")]:
+                             ({"super_method": "louvain"}, "--super-method .louvain. is not one of lpa, metis"),
+                             ({"overwrite": True, "resume": True}, "--overwrite and --resume contradict")]:
         with pytest.raises(ConfigError, match=fragment):
             BenchConfig(lake="L", out=str(tmp_path / "b"), **kwargs).validate()
 
 
 @pytest.mark.spark
-def test_bench_cli_on_cora_writes_results_report_and_curves(cli, cora_lake, tmp_path):
+def test_bench_cli_on_cora_writes_results_report_and_curves_and_resumes_seeds(cli, cora_lake, tmp_path):
     out = tmp_path / "bench"
-    code, stdout, err = cli("bench", "--lake", cora_lake, "--methods", "central,ddp,random", "--budget", "4",
-                            "--seeds", "2", "--parts", "2", "-T", "2", "--hidden", "32", "--out", out)
+    args = ("bench", "--lake", cora_lake, "--methods", "central,ddp,random", "--budget", "4", "--parts", "2",
+            "-T", "2", "--hidden", "32", "--out", out)
+    code, stdout, err = cli(*args, "--seeds", "1")
     assert code == 0, err[-3000:]
+    first = json.loads((out / "results.json").read_text())["runs"]
+    # seed 1 in a second invocation (run_suite.sh gives each seed a fresh Spark application this way)
+    code, stdout, err = cli(*args, "--seeds", "2", "--resume")
+    assert code == 0, err[-3000:]
+    assert "--resume keeps seed(s) 0" in err
     results = json.loads((out / "results.json").read_text())
     assert sorted((r["method"], r["seed"]) for r in results["runs"]) == [
         ("central", 0), ("central", 1), ("ddp", 0), ("ddp", 1), ("random", 0), ("random", 1)]
+    assert [r for r in results["runs"] if r["seed"] == 0] == first  # kept, not retrained
     assert all(r["curve"] and r["test"] > 0.3 for r in results["runs"])
     assert {r["method"] for r in results["rows"]} == {"central", "ddp", "random"}
+    assert all(r["seeds"] == 2 for r in results["rows"])
     report = (out / "report.md").read_text()
     assert "| central |" in report and "| ddp |" in report and "| random |" in report and "speed-up" in report
     assert (out / "curves.png").stat().st_size > 10_000
+    # other settings are not comparable: refused, and the results stay as they were
+    code, stdout, err = cli(*args[:-4], "--hidden", "64", "--out", out, "--seeds", "3", "--resume")
+    assert code != 0 and "was made with other settings (hidden 32 -> 64)" in err
+    assert json.loads((out / "results.json").read_text())["runs"] == results["runs"]

@@ -34,17 +34,22 @@ def test_degrees_are_heavy_tailed():
     assert deg.max() > 50 * deg.mean()
 
 
-def test_features_correlate_with_labels():
-    cfg = SyntheticConfig(nodes=2000, edges=10, communities=4, feature_dim=16, seed=2)
+def _nearest_mean_accuracy(signal):
+    cfg = SyntheticConfig(nodes=2000, edges=10, communities=4, feature_dim=16, seed=2, signal=signal)
     batch = node_batch(np.arange(2000, dtype=np.int64), cfg, _centroids(cfg))
     x = np.stack(batch.column(1).to_pylist())
     y = np.asarray(batch.column(2).to_pylist())
     means = np.stack([x[y == c].mean(0) for c in range(4)])
-    # nearest class mean classifies far better than chance (0.25)
     pred = np.argmin(((x[:, None, :] - means[None]) ** 2).sum(-1), axis=1)
-    assert (pred == y).mean() > 0.8
-    splits = batch.column(3).to_pylist()
+    return (pred == y).mean(), batch.column(3).to_pylist()
+
+
+def test_features_correlate_with_labels_as_strongly_as_the_signal_says():
+    accuracy, splits = _nearest_mean_accuracy(1.0)
+    assert accuracy > 0.8  # nearest class mean classifies far better than chance (0.25)
     assert 0.5 < splits.count("train") / 2000 < 0.7
+    weak, _ = _nearest_mean_accuracy(0.1)  # features alone are weak evidence: the graph is needed
+    assert _nearest_mean_accuracy(0.0)[0] < weak < accuracy - 0.3
 
 
 def test_config_validation():
@@ -52,6 +57,8 @@ def test_config_validation():
         SyntheticConfig(nodes=100, edges=10, homophily=1.5).validate()
     with pytest.raises(ConfigError, match="communities"):
         SyntheticConfig(nodes=10, edges=10, communities=6).validate()
+    with pytest.raises(ConfigError, match="--signal -1"):
+        SyntheticConfig(nodes=100, edges=10, signal=-1).validate()
 
 
 @pytest.mark.spark

@@ -80,6 +80,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--synthetic", action="store_true", help="generate a synthetic graph with Spark")
     p.add_argument("--communities", type=int, default=10, help="synthetic: communities = classes (default 10)")
     p.add_argument("--homophily", type=float, default=0.8, help="synthetic: P(edge inside a community) (default 0.8)")
+    p.add_argument("--signal", type=float, default=1.0, help="synthetic: class-centroid scale in the features, noise "
+                   "is N(0, 1) (default 1: features alone separate the classes; 0.1: the graph is needed)")
     p.add_argument("--feature-dim", type=int, default=None,
                    help="synthetic: feature dimension (default 64); datasets without features: random dim (128)")
     p.add_argument("--seed", type=int, default=0, help="seed of the synthetic graph, random split and features")
@@ -198,6 +200,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--target-fraction", type=float, default=0.98)
     p.add_argument("--super-method", default="lpa",
                    help="SuperTMA's super-nodes: lpa (label propagation, default) or metis (faster on large graphs)")
+    p.add_argument("--resume", action="store_true",
+                   help="keep the seeds BENCH already has (same settings) and run only the missing ones; "
+                        "e.g. --seeds 2 --resume adds seed 1 in a fresh Spark application")
     p.add_argument("--overwrite", action="store_true")
 
     p = sub.add_parser("run", parents=[common], help="the whole pipeline from a config file: ingest (or use an "
@@ -222,7 +227,7 @@ def _ingest_config(args: argparse.Namespace) -> IngestConfig:
             raise ConfigError("--synthetic needs --nodes N and --edges M (counts).")
         synth = SyntheticConfig(nodes=_count(nodes, "--nodes"), edges=_count(edges, "--edges"),
                                 communities=args.communities, homophily=args.homophily,
-                                feature_dim=args.feature_dim or 64, seed=args.seed)
+                                feature_dim=args.feature_dim or 64, seed=args.seed, signal=args.signal)
         nodes = edges = None
     return IngestConfig(
         lake=args.lake, nodes=nodes, edges=edges, input_format=args.input_format, dataset=args.dataset,
@@ -294,7 +299,7 @@ def _bench_config(args: argparse.Namespace):
                        budget=args.budget, seeds=args.seeds, parts=args.parts, round_seconds=args.round_seconds,
                        task=args.task, model=args.model, hidden=args.hidden, lr=args.lr, sampler=args.sampler,
                        target_fraction=args.target_fraction, super_method=args.super_method,
-                       overwrite=args.overwrite).validate()
+                       overwrite=args.overwrite, resume=args.resume).validate()
 
 
 BUILDERS = {"ingest": _ingest_config, "partition": _partition_config, "train": _train_config,

@@ -7,7 +7,10 @@ Model (node ``i`` of ``N``, ``C`` communities):
 
 * community / label: ``i mod C``; member ``k`` of community ``c`` is node ``k*C + c``;
 * features: ``signal * centroid[label] + N(0, 1)`` in ``D`` dimensions, with
-  seeded class centroids, so features are correlated with labels;
+  seeded standard-normal class centroids, so features are correlated with labels. With the default
+  ``signal`` 1 the classes are about sqrt(2D) noise deviations apart and features alone separate them; a
+  small ``signal`` (0.1 with D = 64) makes a node's own features weak evidence, so a model has to learn
+  to use its neighbourhood, as on real graphs;
 * split: a seeded hash of the id gives train/val/test with 60/20/20 odds;
 * edge ``e``: the source is ``floor(N * u**ALPHA)`` (a power-law in rank:
   heavy-tailed degrees); with probability ``H`` (homophily) the destination is
@@ -33,7 +36,6 @@ from .lake import EDGE_SCHEMA, NODE_SCHEMA, SPLITS
 __all__ = ["SyntheticConfig", "generate", "node_batch", "edge_batch"]
 
 ALPHA = 3.0  # rank exponent: P(rank <= x) = (x/N)**(1/ALPHA); degree tail exponent about 1 + ALPHA/(ALPHA-1)
-SIGNAL = 1.0
 
 
 @dataclass(frozen=True)
@@ -46,6 +48,8 @@ class SyntheticConfig:
     homophily: float = 0.8
     feature_dim: int = 64
     seed: int = 0
+    #: scale of the class centroid in the features (noise has unit variance)
+    signal: float = 1.0
 
     def validate(self) -> "SyntheticConfig":
         if self.nodes < 2:
@@ -58,6 +62,8 @@ class SyntheticConfig:
             raise ConfigError(f"--homophily {self.homophily} must be between 0 and 1.")
         if self.feature_dim < 1:
             raise ConfigError(f"--feature-dim {self.feature_dim} must be at least 1.")
+        if not self.signal >= 0.0:
+            raise ConfigError(f"--signal {self.signal} must be at least 0 (0: features carry no label signal).")
         return self
 
 
@@ -79,7 +85,7 @@ def node_batch(ids: np.ndarray, cfg: SyntheticConfig, centroids: np.ndarray) -> 
     """Node rows for ``ids`` (pure function of ids and config)."""
     rng = np.random.default_rng([cfg.seed, 2, int(ids[0]) if len(ids) else 0])
     labels = (ids % cfg.communities).astype(np.int32)
-    feats = SIGNAL * centroids[labels] + rng.standard_normal((len(ids), cfg.feature_dim), dtype=np.float32)
+    feats = np.float32(cfg.signal) * centroids[labels] + rng.standard_normal((len(ids), cfg.feature_dim), dtype=np.float32)
     u = (_mix(ids, cfg.seed) >> np.uint64(11)).astype(np.float64) / float(1 << 53)
     split = np.where(u < 0.6, SPLITS[0], np.where(u < 0.8, SPLITS[1], SPLITS[2])).astype(object)
     flat = pa.array(feats.ravel(), type=pa.float32())

@@ -10,6 +10,11 @@ after the other (so they do not compete for cores). Central runs first for each 
 Output in ``BENCH``: ``results.json`` (settings, machine, every run with its validation curve, the table,
 the speed-ups), ``report.md`` and ``curves.png``; the runs' own folders are under ``BENCH/runs`` and the
 partitions under ``BENCH/parts``.
+
+``--resume`` keeps the seeds an earlier invocation with the same settings completed (``results.json``, or
+``results.partial.json`` after a crash) and runs only the missing ones. ``benchmarks/run_suite.sh`` uses it to
+run each seed in a fresh Spark application: memory that one application accumulates across runs (the driver's
+full-graph evaluation, Python workers holding their last part) then goes back to the OS between seeds.
 """
 
 from __future__ import annotations
@@ -63,6 +68,8 @@ class BenchConfig:
     #: authors' choice; much faster than the built-in label propagation on large graphs without GraphFrames).
     super_method: str = "lpa"
     overwrite: bool = False
+    #: keep the seeds already completed in ``out`` with the same settings; run only the missing ones
+    resume: bool = False
 
     def validate(self) -> "BenchConfig":
         unknown = [m for m in self.methods if m not in METHODS]
@@ -78,12 +85,21 @@ class BenchConfig:
             (0 < self.target_fraction <= 1, f"--target-fraction {self.target_fraction} must be in (0, 1]."),
             (self.super_method in SUPER_METHODS,
              f"--super-method {self.super_method!r} is not one of {', '.join(SUPER_METHODS)}."),
+            (not (self.overwrite and self.resume), "--overwrite and --resume contradict each other: --overwrite "
+                                                   "discards BENCH, --resume keeps its completed seeds."),
         ]
         for ok, message in checks:
             if not ok:
                 raise ConfigError(message)
         self._train_config("central", None, os.path.join(self.out, "check"), 0).validate()  # model, task, ...
+        if self.resume:
+            _previous_runs(self)  # a settings mismatch fails here, before Spark starts
         return self
+
+    def settings(self) -> dict:
+        """What must match for runs to be comparable (everything but where they go and how many seeds)."""
+        return {k: (list(v) if isinstance(v, tuple) else v) for k, v in asdict(self).items()
+                if k not in ("out", "seeds", "overwrite", "resume")}
 
     def _train_config(self, method: str, parts, out: str, seed: int):
         from ..train import TrainConfig
@@ -92,6 +108,30 @@ class BenchConfig:
                            mode=_PLAN[method][0], round_seconds=self.round_seconds, time_limit=self.budget,
                            hidden=self.hidden, layers=self.layers, dropout=self.dropout, lr=self.lr,
                            sampler=self.sampler, seed=seed, workers=self.parts)
+
+
+def _previous_runs(cfg: BenchConfig) -> list:
+    """The runs of every seed below ``cfg.seeds`` that an earlier invocation completed in ``cfg.out`` for all
+    of ``cfg.methods``, from ``results.json`` or, after a crash, ``results.partial.json``; ``[]`` when there
+    are none. Raises ``ConfigError`` when they were made with other settings."""
+    for name in ("results.partial.json", "results.json"):
+        path = os.path.join(cfg.out, name)
+        if os.path.exists(path):
+            break
+    else:
+        return []
+    with open(path) as fh:
+        saved = json.load(fh)
+    before = saved.get("settings") or {k: saved["meta"].get(k) for k in cfg.settings()}
+    before["methods"] = list(before["methods"])
+    changed = [f"{k} {before.get(k)!r} -> {v!r}" for k, v in cfg.settings().items() if before.get(k) != v]
+    if changed:
+        raise ConfigError(f"--resume: {path} was made with other settings ({'; '.join(changed)}), so its runs "
+                          "are not comparable with these. Fix: rerun with the same settings, or pass --overwrite "
+                          "(or another --out) to start again.")
+    runs = saved["runs"]
+    complete = [s for s in range(cfg.seeds) if {r["method"] for r in runs if r["seed"] == s} >= set(cfg.methods)]
+    return [r for r in runs if r["seed"] in complete]
 
 
 def _machine() -> str:
@@ -133,34 +173,43 @@ def bench(spark: SparkSession, cfg: BenchConfig, command: str = "") -> dict:
     """Run every method for every seed; write results.json, report.md and curves.png; return the results."""
     cfg.validate()
     cfg.out = os.path.abspath(cfg.out)
-    if os.path.exists(cfg.out):
+    kept = _previous_runs(cfg) if cfg.resume else []
+    if os.path.exists(cfg.out) and not cfg.resume:
         if not cfg.overwrite:
-            raise TmaSparkError(f"Benchmark folder {cfg.out} already exists. Fix: choose another --out or pass "
-                                "--overwrite.")
+            raise TmaSparkError(f"Benchmark folder {cfg.out} already exists. Fix: pass --resume to add the seeds it "
+                                "lacks, --overwrite to start again, or choose another --out.")
         shutil.rmtree(cfg.out)
-    os.makedirs(cfg.out)
+    os.makedirs(cfg.out, exist_ok=True)
     from ..lake import open_lake
 
     lake = open_lake(spark, cfg.lake)
     order = ["central"] + [m for m in cfg.methods if m != "central"]
-    runs = []
-    for seed in range(cfg.seeds):
+    runs = sorted(kept, key=lambda r: (r["seed"], order.index(r["method"])))
+    done = {r["seed"] for r in runs}
+    if done:
+        log.info("bench: --resume keeps seed(s) %s from %s", ", ".join(map(str, sorted(done))), cfg.out)
+    for seed in (s for s in range(cfg.seeds) if s not in done):
+        for method in order:  # an interrupted earlier attempt at this seed
+            shutil.rmtree(os.path.join(cfg.out, "runs", f"{method}-s{seed}"), ignore_errors=True)
         seed_runs = [_one_run(spark, cfg, method, seed) for method in order]
         target = cfg.target_fraction * seed_runs[0]["best_val"]
         for run in seed_runs:
             run["target"] = target
             run["time_to_target"] = time_to_target(run["curve"], target)
         runs += seed_runs
-        fs.write_json_local(os.path.join(cfg.out, "results.partial.json"), runs)  # progress survives a crash
+        # progress survives a crash; --resume picks it up
+        fs.write_json_local(os.path.join(cfg.out, "results.partial.json"), {"settings": cfg.settings(), "runs": runs})
     rows = aggregate(runs)
     ups = speedups(rows)
     metric = runs[0]["metric"]
     dataset = lake.meta.source.get("dataset") or os.path.basename(lake.path.rstrip("/"))
     meta = {**asdict(cfg), "dataset": dataset, "metric": metric,
             "machine": _machine(), "command": command, "nodes": lake.meta.num_nodes, "edges": lake.meta.num_edges}
-    results = {"meta": meta, "rows": rows, "speedups": ups, "runs": runs}
+    results = {"meta": meta, "settings": cfg.settings(), "rows": rows, "speedups": ups, "runs": runs}
     fs.write_json_local(os.path.join(cfg.out, "results.json"), results)
-    os.remove(os.path.join(cfg.out, "results.partial.json"))
+    partial = os.path.join(cfg.out, "results.partial.json")
+    if os.path.exists(partial):
+        os.remove(partial)
     with open(os.path.join(cfg.out, "report.md"), "w") as fh:
         fh.write(render_markdown(rows, ups, meta))
     curves_figure(runs, metric, f"{meta['dataset']}: K = {cfg.parts}, T = {cfg.round_seconds} s").savefig(
