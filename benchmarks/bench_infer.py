@@ -108,9 +108,9 @@ def run_spark(spark, lake: str, run: str, out: str) -> dict:
 
 
 def make_lake(spark, graph: str, path: str, edges: int, data_dir) -> dict:
-    from tma_spark.config import IngestConfig
+    from tma_spark.ingest import IngestConfig
     from tma_spark.ingest import ingest
-    from tma_spark.synthetic import SyntheticConfig
+    from tma_spark.ingest.synthetic import SyntheticConfig
 
     t0 = time.perf_counter()
     if graph == "ogbn_arxiv":
@@ -130,7 +130,7 @@ def exactness(spark, data_dir, work: Path, seconds: float) -> dict:
     import numpy as np
     import torch
 
-    from tma_spark.config import IngestConfig
+    from tma_spark.ingest import IngestConfig
     from tma_spark.infer import InferConfig, infer
     from tma_spark.infer.job import load_run
     from tma_spark.ingest import ingest

@@ -296,9 +296,9 @@ def run_partition(spark, lake: Path, out: Path, parts: int, seed: int, full_stat
 
 
 def make_lake(spark, path: Path, edges: int, nodes: int, feature_dim: int, seed: int) -> float:
-    from tma_spark.config import IngestConfig
+    from tma_spark.ingest import IngestConfig
     from tma_spark.ingest import ingest
-    from tma_spark.synthetic import SyntheticConfig
+    from tma_spark.ingest.synthetic import SyntheticConfig
 
     t0 = time.perf_counter()
     ingest(spark, IngestConfig(lake=str(path), synthetic=SyntheticConfig(nodes=nodes, edges=edges,

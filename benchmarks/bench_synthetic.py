@@ -1,4 +1,4 @@
-"""Throughput of the Spark-native synthetic graph generator (tma_spark.synthetic), in edges per second.
+"""Throughput of the Spark-native synthetic graph generator (tma_spark.ingest.synthetic), in edges per second.
 
 For each size M (edges; N = M / --avg-degree nodes, D = --feature-dim features)
 three jobs run in the same Spark session, each timed by wall clock:
@@ -40,10 +40,10 @@ import time
 from pathlib import Path
 
 from common import Watch, dir_size, find_jvm, machine_info
-from tma_spark.config import IngestConfig
+from tma_spark.ingest import IngestConfig
 from tma_spark.ingest import ingest
 from tma_spark.session import get_spark
-from tma_spark.synthetic import SyntheticConfig, generate
+from tma_spark.ingest.synthetic import SyntheticConfig, generate
 
 log = logging.getLogger("bench_synthetic")
 RESULTS = Path(__file__).resolve().parent / "results"

@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from tma_spark import datasets
+from tma_spark.ingest import datasets
 from tma_spark.errors import TmaSparkError
 
 

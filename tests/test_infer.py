@@ -88,7 +88,7 @@ def test_bad_runs_and_lakes_are_refused(spark, cli, cora_lake, tmp_path):
     assert code == 2 and "not a tma_spark model state dict" in err
     # A model trained on 1433 features cannot run on a lake with 2.
     from helpers import EDGE_SCHEMA, NODE_SCHEMA, good_edges, good_nodes, write_graph
-    from tma_spark.config import IngestConfig
+    from tma_spark.ingest import IngestConfig
     from tma_spark.ingest import ingest
 
     npath, epath = write_graph(spark, tmp_path, good_nodes(), good_edges(), NODE_SCHEMA, EDGE_SCHEMA)

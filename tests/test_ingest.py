@@ -8,7 +8,7 @@ from pyspark.ml.linalg import SparseVector, Vectors
 from pyspark.sql import functions as F
 
 from helpers import EDGE_SCHEMA, NODE_SCHEMA, good_edges, good_nodes, leftovers, write_graph
-from tma_spark.config import IngestConfig
+from tma_spark.ingest import IngestConfig
 from tma_spark.ingest import ingest
 from tma_spark.lake import open_lake
 
@@ -78,7 +78,7 @@ def test_catalog_table_names(spark, tmp_path):
 
 
 def test_npz_file_and_parquet_lake_and_atomic_overwrite(spark, tmp_path):
-    from tma_spark.datasets import bundled_dataset_path
+    from tma_spark.ingest.datasets import bundled_dataset_path
 
     path = str(tmp_path / "lake")
     lake = ingest(spark, IngestConfig(lake=path, npz=str(bundled_dataset_path("cora")), lake_format="parquet"))
@@ -94,7 +94,7 @@ def test_npz_file_and_parquet_lake_and_atomic_overwrite(spark, tmp_path):
 
 
 def test_cora_features_in_lake_equal_the_npz(spark, tmp_path):
-    from tma_spark.datasets import load_dataset
+    from tma_spark.ingest.datasets import load_dataset
 
     g = load_dataset("cora")
     lake = ingest(spark, IngestConfig(lake=str(tmp_path / "lake"), dataset="cora"))
@@ -105,7 +105,7 @@ def test_cora_features_in_lake_equal_the_npz(spark, tmp_path):
 
 
 def test_seeded_edge_split_is_added_when_edges_have_none(spark, cora_lake):
-    from tma_spark.ingest import edge_split_column
+    from tma_spark.ingest.job import edge_split_column
 
     lake = open_lake(spark, cora_lake)
     assert lake.meta.has_edge_split and lake.meta.source["edge_split"]["fractions"] == [0.9, 0.05, 0.05]

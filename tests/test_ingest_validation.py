@@ -5,7 +5,7 @@ import os
 import pytest
 
 from helpers import EDGE_SCHEMA, NODE_SCHEMA, good_edges, good_nodes, leftovers, write_graph
-from tma_spark.config import IngestConfig
+from tma_spark.ingest import IngestConfig
 from tma_spark.errors import InputValidationError, TmaSparkError
 from tma_spark.ingest import ingest
 

@@ -7,7 +7,7 @@ import pytest
 from pyspark.sql import functions as F
 
 from helpers import EDGE_SCHEMA, NODE_SCHEMA, leftovers, write_graph
-from tma_spark.config import IngestConfig
+from tma_spark.ingest import IngestConfig
 from tma_spark.errors import TmaSparkError
 from tma_spark.ingest import ingest
 from tma_spark.partition import PartitionConfig, partition

@@ -26,7 +26,7 @@ def _matrix(df, column: str = "vec") -> np.ndarray:
 @pytest.fixture(scope="module")
 def cora(spark, cora_lake):
     """Cora's lake tables, its PyG edge_index and random 8-dim vectors as Spark values."""
-    from tma_spark.infer.propagate import undirected_edges
+    from tma_spark.graphops.propagate import undirected_edges
     from tma_spark.lake import open_lake
     from tma_spark.train.graphdata import build_graph, read_table
 
@@ -51,7 +51,7 @@ def _reference(how: str, x: np.ndarray, edge_index: torch.Tensor) -> np.ndarray:
 
 @pytest.mark.parametrize("how", ["sum", "mean", "gcn"])
 def test_propagate_matches_pyg_on_cora(cora, how):
-    from tma_spark.infer.propagate import propagate
+    from tma_spark.graphops.propagate import propagate
 
     lake, g, x, und, values = cora
     got = _matrix(propagate(und, values, how))
@@ -64,7 +64,7 @@ def test_gcn_matches_pyg_gcnconv_layer(cora):
     """The float32 GCNConv layer (identity weight, no bias) as the models run it."""
     from torch_geometric.nn import GCNConv
 
-    from tma_spark.infer.propagate import propagate
+    from tma_spark.graphops.propagate import propagate
 
     lake, g, x, und, values = cora
     conv = GCNConv(DIM, DIM, bias=False)
@@ -75,7 +75,7 @@ def test_gcn_matches_pyg_gcnconv_layer(cora):
 
 
 def test_tiny_graph_degrees_and_sums(spark):
-    from tma_spark.infer.propagate import degrees, propagate, undirected_edges
+    from tma_spark.graphops.propagate import degrees, propagate, undirected_edges
 
     # 0-1 stored both ways, 1-2 duplicated, 2-2 self loop, 2-3, and node 4 isolated.
     edges = spark.createDataFrame([(0, 1), (1, 0), (1, 2), (1, 2), (2, 2), (3, 2)], "src long, dst long")
@@ -95,7 +95,7 @@ def test_tiny_graph_degrees_and_sums(spark):
 
 
 def test_runs_spanning_arrow_batches_are_carried(spark, cora):
-    from tma_spark.infer.propagate import propagate
+    from tma_spark.graphops.propagate import propagate
 
     lake, g, x, und, values = cora
     key = "spark.sql.execution.arrow.maxRecordsPerBatch"
@@ -110,7 +110,7 @@ def test_runs_spanning_arrow_batches_are_carried(spark, cora):
 
 
 def test_unknown_aggregation_is_refused(cora):
-    from tma_spark.infer.propagate import propagate
+    from tma_spark.graphops.propagate import propagate
 
     lake, g, x, und, values = cora
     with pytest.raises(ValueError, match="max"):
@@ -118,7 +118,7 @@ def test_unknown_aggregation_is_refused(cora):
 
 
 def test_fastrp_features_are_deterministic_standardized_and_structural(spark, cora):
-    from tma_spark.infer.fastrp import fastrp_features
+    from tma_spark.graphops.fastrp import fastrp_features
 
     lake, g, x, und, values = cora
     n, dim = g.num_nodes, 32
@@ -152,7 +152,7 @@ def test_attention_propagate_matches_pyg_gatconv(spark, cora, batch_rows):
     from torch_geometric.nn import GATConv
 
     from tma_spark.infer.attention import attention_propagate
-    from tma_spark.infer.propagate import vector_column
+    from tma_spark.graphops.propagate import vector_column
 
     lake, g, x, und, _ = cora
     torch.manual_seed(0)

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from tma_spark.errors import ConfigError
-from tma_spark.synthetic import SyntheticConfig, _centroids, edge_batch, generate, node_batch
+from tma_spark.ingest.synthetic import SyntheticConfig, _centroids, edge_batch, generate, node_batch
 
 
 def test_edges_are_deterministic_and_loop_free():

@@ -68,7 +68,7 @@ def test_not_enough_slots_fails_before_training(spark, cora_lake, tmp_path):
 
 
 def test_partitions_from_another_lake_and_psgd_pa_on_random_parts(spark, cora_lake, cora_parts, tmp_path):
-    from tma_spark.config import IngestConfig
+    from tma_spark.ingest import IngestConfig
     from tma_spark.ingest import ingest
 
     other = str(tmp_path / "other")

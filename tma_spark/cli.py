@@ -14,11 +14,11 @@ import sys
 from typing import List, Optional, Sequence
 
 from . import __version__
-from .config import INPUT_FORMATS, IngestConfig
-from .datasets import DATASETS
+from .ingest.config import INPUT_FORMATS, IngestConfig
+from .ingest.datasets import DATASETS
 from .errors import ConfigError, TmaSparkError
 from .lake import LAKE_FORMATS
-from .synthetic import SyntheticConfig
+from .ingest.synthetic import SyntheticConfig
 
 __all__ = ["main", "build_parser"]
 
@@ -245,11 +245,9 @@ def _trainers(cfg) -> int:
         return 1
     if cfg.mode == "ddp":
         return cfg.workers
-    try:
-        with open(os.path.join(cfg.partitions, "_tma_parts.json")) as fh:
-            return int(json.load(fh)["config"]["parts"])
-    except (OSError, ValueError, KeyError):
-        return 1  # the train job reports the real problem
+    from .partition.meta import open_parts
+
+    return open_parts(None, cfg.partitions).parts
 
 
 def _setup_logging(args: argparse.Namespace) -> None:

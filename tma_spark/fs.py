@@ -11,14 +11,12 @@ from __future__ import annotations
 import json
 import os
 import uuid
-from typing import Tuple
-
-from pyspark.sql import SparkSession
+from typing import Optional, Tuple
 
 from .faults import crash_point
 
-__all__ = ["qualify", "exists", "delete", "rename", "write_bytes", "write_text", "read_text", "staging_sibling", "replace_dir",
-           "write_json_local"]
+__all__ = ["qualify", "exists", "delete", "rename", "write_bytes", "write_text", "read_text", "modified_time",
+           "staging_sibling", "replace_dir", "write_json_local"]
 
 
 def qualify(path: str) -> str:
@@ -28,31 +26,31 @@ def qualify(path: str) -> str:
     return os.path.abspath(path)
 
 
-def _fs(spark: SparkSession, path: str) -> Tuple[object, object]:
+def _fs(spark, path: str) -> Tuple[object, object]:
     jvm = spark.sparkContext._jvm
     jpath = jvm.org.apache.hadoop.fs.Path(qualify(path))
     return jpath.getFileSystem(spark.sparkContext._jsc.hadoopConfiguration()), jpath
 
 
-def exists(spark: SparkSession, path: str) -> bool:
+def exists(spark, path: str) -> bool:
     fs, p = _fs(spark, path)
     return bool(fs.exists(p))
 
 
-def delete(spark: SparkSession, path: str) -> None:
+def delete(spark, path: str) -> None:
     fs, p = _fs(spark, path)
     if fs.exists(p):
         fs.delete(p, True)
 
 
-def rename(spark: SparkSession, src: str, dst: str) -> None:
+def rename(spark, src: str, dst: str) -> None:
     fs, s = _fs(spark, src)
     _, d = _fs(spark, dst)
     if not fs.rename(s, d):
         raise OSError(f"could not rename {src} to {dst}")
 
 
-def write_bytes(spark: SparkSession, path: str, data: bytes) -> None:
+def write_bytes(spark, path: str, data: bytes) -> None:
     """Write a small file (overwrites), without Hadoop's ``.crc`` side files on local disk."""
     fs, p = _fs(spark, path)
     fs.setWriteChecksum(False)
@@ -63,19 +61,48 @@ def write_bytes(spark: SparkSession, path: str, data: bytes) -> None:
         out.close()
 
 
-def write_text(spark: SparkSession, path: str, text: str) -> None:
+def write_text(spark, path: str, text: str) -> None:
     """Write a small UTF-8 text file (overwrites)."""
     write_bytes(spark, path, text.encode("utf-8"))
 
 
-def read_text(spark: SparkSession, path: str) -> str:
+def _arrow_fs(path: str):
+    """(pyarrow filesystem, path in it) for code that runs before or outside a SparkSession."""
+    from pyarrow import fs as pafs
+
+    path = qualify(path)
+    if path.startswith("file:"):
+        path = path[len("file:"):]
+    if "://" not in path:
+        return pafs.LocalFileSystem(), path
+    return pafs.FileSystem.from_uri(path)
+
+
+def read_text(spark: Optional[object], path: str) -> str:
+    """A small UTF-8 text file, through Hadoop's FileSystem (``spark`` given) or pyarrow (``spark`` None,
+    e.g. before the session starts). Raises FileNotFoundError when it is absent."""
+    if spark is None:
+        fs_, p = _arrow_fs(path)
+        with fs_.open_input_stream(p) as fh:
+            return fh.read().decode("utf-8")
     fs, p = _fs(spark, path)
+    if not fs.exists(p):
+        raise FileNotFoundError(path)
     jvm = spark.sparkContext._jvm
     stream = fs.open(p)
     try:
         return jvm.org.apache.commons.io.IOUtils.toString(stream, "UTF-8")
     finally:
         stream.close()
+
+
+def modified_time(spark: Optional[object], path: str) -> float:
+    """Seconds since the epoch at which ``path`` was last written (Hadoop's FileSystem, or pyarrow)."""
+    if spark is None:
+        fs_, p = _arrow_fs(path)
+        return fs_.get_file_info(p).mtime.timestamp()
+    fs, p = _fs(spark, path)
+    return fs.getFileStatus(p).getModificationTime() / 1000.0
 
 
 def staging_sibling(path: str, tag: str = "staging") -> str:
@@ -85,7 +112,7 @@ def staging_sibling(path: str, tag: str = "staging") -> str:
     return f"{parent}/.{name}.{tag}-{uuid.uuid4().hex[:12]}"
 
 
-def replace_dir(spark: SparkSession, staging: str, final: str) -> None:
+def replace_dir(spark, staging: str, final: str) -> None:
     """Move a fully written ``staging`` directory to ``final``, replacing any previous one.
 
     The previous version is renamed aside first and deleted only after the new

@@ -63,13 +63,14 @@ def train_tracked(spark, cfg, tracker: Tracker, params: Optional[dict] = None) -
 
 def _reusable_parts(spark, cfg, lake) -> bool:
     """Whether ``cfg.out`` already holds parts of this lake version made with the same settings."""
-    meta_path = f"{cfg.out.rstrip('/')}/_tma_parts.json"
-    if not fs.exists(spark, meta_path):
+    from .partition.meta import PARTS_META, open_parts
+
+    if not fs.exists(spark, f"{cfg.out.rstrip('/')}/{PARTS_META}"):
         return False
-    meta = json.loads(fs.read_text(spark, meta_path))
+    meta = open_parts(spark, cfg.out)
     wanted = {k: v for k, v in asdict(cfg).items() if k not in ("overwrite", "lake", "out")}
-    same = (meta.get("lake_created_at") == lake.meta.created_at
-            and all(meta["config"].get(k) == v for k, v in wanted.items()))
+    same = (meta.lake_created_at == lake.meta.created_at
+            and all(meta.config.get(k) == v for k, v in wanted.items()))
     if not same:
         raise TmaSparkError(f"Partitions {cfg.out} exist but were made from another version of the lake or with "
                             "other settings. Fix: pass --overwrite (or partition.overwrite: true) to re-partition, "

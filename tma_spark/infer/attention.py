@@ -6,7 +6,7 @@ For every node i, with self loops added (as ``GATConv(add_self_loops=True)`` doe
     alpha  = softmax of e_ij over j in N(i) ∪ {i}             per head
     out_i  = sum_j alpha_ij * xw[j]                          (heads, channels)
 
-Built like :func:`tma_spark.infer.propagate.propagate`: messages ``(dst, src, xw_j, a_src_j, a_dst_i)`` from
+Built like :func:`tma_spark.graphops.propagate.propagate`: messages ``(dst, src, xw_j, a_src_j, a_dst_i)`` from
 two joins (plus one self message per node), shuffled by ``dst`` and sorted by ``(dst, src)``, then an Arrow
 UDF reduces each contiguous run of a ``dst``. The softmax is computed online (running maximum, rescaled sums)
 so a run may span Arrow batches and memory stays bounded by the batch size, whatever a node's degree.
@@ -21,7 +21,7 @@ import pyarrow as pa
 from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
-from .propagate import vector_column, vector_matrix
+from ..graphops.propagate import vector_column, vector_matrix
 
 __all__ = ["attention_propagate", "NEGATIVE_SLOPE"]
 
@@ -75,7 +75,7 @@ def attention_propagate(und: DataFrame, values: DataFrame, heads: int, num_parti
     """(id, vec array<float>) for every id of ``values(id, xw, a_src, a_dst)``: GAT attention aggregation.
 
     Args:
-        und: symmetric edges without self loops (:func:`tma_spark.infer.propagate.undirected_edges`).
+        und: symmetric edges without self loops (:func:`tma_spark.graphops.propagate.undirected_edges`).
         values: per node the transformed features ``xw`` (heads x channels, flattened), and the attention
             logits ``a_src`` and ``a_dst`` (one per head).
         heads: number of attention heads H.

@@ -1,7 +1,7 @@
 """``tma-spark infer``: exact full-graph inference of a trained model as Spark jobs, and exact test metrics.
 
 For each layer, Spark aggregates neighbour vectors with
-:func:`tma_spark.infer.propagate.propagate` (joins plus Arrow vectorized UDFs)
+:func:`tma_spark.graphops.propagate.propagate` (joins plus Arrow vectorized UDFs)
 and applies the layer's dense weights with torch inside ``mapInArrow``
 (:mod:`tma_spark.infer.layers`). Each layer's node vectors are written to a
 staging Parquet folder and read back by the next layer, so an executor's memory
@@ -37,7 +37,7 @@ from ..lake import LAKE_FORMATS, Lake, check_output_path, open_lake
 from ..train.models import build_model
 from . import layers
 from .attention import attention_propagate
-from .propagate import degrees, propagate, undirected_edges, vector_matrix
+from ..graphops.propagate import degrees, propagate, undirected_edges, vector_matrix
 
 __all__ = ["InferConfig", "infer", "load_run"]
 

@@ -3,7 +3,7 @@
 Layer-wise inference splits every message-passing layer into three Spark steps::
 
     pre   (id, vec)            -> (id, msg, root)   per node: what to send, and the node's own term
-    propagate(msg)             -> (id, agg)         :func:`tma_spark.infer.propagate.propagate`
+    propagate(msg)             -> (id, agg)         :func:`tma_spark.graphops.propagate.propagate`
     post  (id, root, agg)      -> (id, vec)         per node: combine, then PReLU + LayerNorm between layers
 
 so that only per-node rows ever meet torch, never the graph. The functions
@@ -32,7 +32,7 @@ from typing import Callable, Dict, Iterator
 import numpy as np
 import pyarrow as pa
 
-from .propagate import vector_column, vector_matrix
+from ..graphops.propagate import vector_column, vector_matrix
 
 __all__ = ["PRE_SCHEMA", "pre_fn", "post_fn", "output_fn", "link_ranks", "narrows", "state_bytes",
            "heads"]

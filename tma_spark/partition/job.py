@@ -29,6 +29,7 @@ from .. import fs
 from ..errors import ConfigError
 from ..lake import LAKE_FORMATS, check_output_path, open_lake
 from . import strategies, supernodes
+from .meta import PARTS_META, parts_meta_json
 from .stats import partition_stats, write_stats_png
 
 __all__ = ["PartitionConfig", "partition", "STRATEGIES"]
@@ -36,7 +37,6 @@ __all__ = ["PartitionConfig", "partition", "STRATEGIES"]
 log = logging.getLogger(__name__)
 
 STRATEGIES = ("random", "super", "metis")
-PARTS_META = "_tma_parts.json"
 FULL_STATS = ("auto", "on", "off")
 #: With full_stats="auto", graph-wide statistics that need a shuffle of all edges (duplicates, isolated
 #: nodes, per-part degree quantiles) are computed up to this many edges.
@@ -145,9 +145,8 @@ def partition(spark: SparkSession, cfg: PartitionConfig) -> dict:
         stats.update(extra)
         stats["seconds"] = round(time.time() - started, 2)
         fs.write_text(spark, f"{staging}/stats.json", json.dumps(stats, indent=2))
-        fs.write_text(spark, f"{staging}/{PARTS_META}", json.dumps(
-            {"config": asdict(cfg), "lake": lake.path, "lake_created_at": lake.meta.created_at,
-             "num_nodes": lake.meta.num_nodes, "num_edges": lake.meta.num_edges}, indent=2))
+        fs.write_text(spark, f"{staging}/{PARTS_META}", parts_meta_json(
+            asdict(cfg), lake.path, lake.meta.created_at, lake.meta.num_nodes, lake.meta.num_edges))
         write_stats_png(spark, stats, f"{staging}/stats.png")
         fs.replace_dir(spark, staging, out)
     except BaseException:

@@ -20,7 +20,7 @@ from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
 from ..errors import TmaSparkError
-from ..infer.propagate import undirected_edges
+from ..graphops.propagate import undirected_edges
 from .metrics import balanced_assignment
 from .strategies import METIS_MAX_EDGES, metis_assignment
 

@@ -38,6 +38,7 @@ from .. import fs
 from ..errors import ConfigError, TmaSparkError
 from ..faults import crash_point, fault_for, parse_faults
 from ..lake import open_lake
+from ..partition.meta import PartsMeta, open_parts
 from .averaging import average_state_dicts
 from .config import TrainConfig
 from .ddp import make_allreduce
@@ -66,24 +67,17 @@ def check_slots(spark: SparkSession, needed: int) -> None:
         )
 
 
-def _parts_info(spark: SparkSession, cfg: TrainConfig, lake) -> dict:
-    path = fs.qualify(cfg.partitions).rstrip("/")  # absolute: executors do not share the driver's cwd
-    meta_file = os.path.join(path, "_tma_parts.json")
-    if not os.path.isfile(meta_file):
-        raise TmaSparkError(f"{path} is not a partitions folder ({meta_file} is missing). "
-                            "Fix: create it with 'tma-spark partition'.")
-    meta = json.loads(open(meta_file).read())
-    if meta["lake"] != lake.path or meta.get("lake_created_at") != lake.meta.created_at:
+def _parts_info(spark: SparkSession, cfg: TrainConfig, lake) -> PartsMeta:
+    meta = open_parts(spark, cfg.partitions)  # qualified path: executors do not share the driver's cwd
+    if meta.lake != lake.path or meta.lake_created_at != lake.meta.created_at:
         raise TmaSparkError(
-            f"Partitions {path} were made from lake {meta['lake']} (written {meta.get('lake_created_at')}), not from "
+            f"Partitions {meta.path} were made from lake {meta.lake} (written {meta.lake_created_at}), not from "
             f"{lake.path} (written {lake.meta.created_at}). Fix: re-run 'tma-spark partition --lake {lake.path}'."
         )
-    strategy = meta["config"]["strategy"]
-    if cfg.mode in ("psgd-pa", "llcg") and strategy != "metis":
-        raise ConfigError(f"--mode {cfg.mode} trains on METIS parts, but {path} holds {strategy} parts. "
+    if cfg.mode in ("psgd-pa", "llcg") and meta.strategy != "metis":
+        raise ConfigError(f"--mode {cfg.mode} trains on METIS parts, but {meta.path} holds {meta.strategy} parts. "
                           "Fix: partition with --strategy metis, or use --mode tma.")
-    return {"path": path, "parts": int(meta["config"]["parts"]), "format": meta["config"]["format"],
-            "strategy": strategy}
+    return meta
 
 
 CHECKPOINT = "checkpoint.pt"
@@ -385,10 +379,9 @@ def _source(spark: SparkSession, cfg: TrainConfig, lake):
     if cfg.mode in ("central", "ddp"):  # ddp: every trainer holds the whole graph
         return ({"kind": "lake", "path": lake.path, "format": lake.meta.format, "version": lake.meta.created_at},
                 1 if cfg.mode == "central" else cfg.workers, "none")
-    info = _parts_info(spark, cfg, lake)
-    version = os.path.getmtime(os.path.join(info["path"], "_tma_parts.json"))
-    return ({"kind": "parts", "path": info["path"], "format": info["format"], "version": version}, info["parts"],
-            info["strategy"])
+    meta = _parts_info(spark, cfg, lake)
+    return ({"kind": "parts", "path": meta.path, "format": meta.format, "version": meta.version}, meta.parts,
+            meta.strategy)
 
 
 def _check_faults(spark: SparkSession, cfg: TrainConfig, k: int) -> None:

@@ -22,9 +22,9 @@ from typing import Iterator, Optional, Sequence, Tuple
 
 import numpy as np
 
-from .arrays import unique_int64
-from .errors import TmaSparkError
-from .lake import SPLITS
+from ..arrays import unique_int64
+from ..errors import TmaSparkError
+from ..lake import SPLITS
 
 __all__ = [
     "GraphArrays", "DATASETS", "seeded_split", "load_npz", "load_ogbn_arxiv", "load_dataset",
@@ -167,7 +167,7 @@ def load_ogbn_arxiv(folder: str | os.PathLike, feature_dim: int = 128, feature_s
 
 
 def bundled_dataset_path(name: str) -> Path:
-    return Path(__file__).parent / "data" / DATASETS[name]
+    return Path(__file__).resolve().parents[1] / "data" / DATASETS[name]
 
 
 def default_data_dir() -> Path:
@@ -175,7 +175,7 @@ def default_data_dir() -> Path:
     env = os.environ.get("TMA_SPARK_DATA_DIR")
     if env:
         return Path(env)
-    for base in (Path.cwd(), Path(__file__).resolve().parents[1]):
+    for base in (Path.cwd(), Path(__file__).resolve().parents[2]):
         cand = base.parent / "shared" / "datasets"
         if cand.is_dir():
             return cand

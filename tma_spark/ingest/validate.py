@@ -18,8 +18,8 @@ from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
-from .errors import InputValidationError
-from .lake import SPLITS
+from ..errors import InputValidationError
+from ..lake import SPLITS
 
 __all__ = ["NodeCheck", "normalize_nodes", "normalize_edges", "check_nodes", "check_edges", "id_kind"]
 

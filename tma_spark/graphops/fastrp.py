@@ -1,5 +1,5 @@
 """FastRP structural node features (Chen et al., "Fast and Accurate Network Embeddings via Very Sparse Random
-Projection", CIKM 2019), computed on Spark with :func:`~tma_spark.infer.propagate.propagate`.
+Projection", CIKM 2019), computed on Spark with :func:`~tma_spark.graphops.propagate.propagate`.
 
 ``R_0`` is a very sparse random projection: entry ``(i, c)`` is ``+sqrt(s)`` or ``-sqrt(s)`` with probability
 ``1/(2s)`` each, else 0 (``s = 3``), drawn from a hash of ``(id, c, seed)`` inside a ``mapInArrow``, so no matrix

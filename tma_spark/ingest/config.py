@@ -5,8 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Optional, Tuple
 
-from .errors import ConfigError
-from .lake import LAKE_FORMATS
+from ..errors import ConfigError
+from ..lake import LAKE_FORMATS
 from .synthetic import SyntheticConfig
 
 __all__ = ["IngestConfig", "INPUT_FORMATS"]

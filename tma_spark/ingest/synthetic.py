@@ -30,8 +30,8 @@ import numpy as np
 import pyarrow as pa
 from pyspark.sql import DataFrame, SparkSession
 
-from .errors import ConfigError
-from .lake import EDGE_SCHEMA, NODE_SCHEMA, SPLITS
+from ..errors import ConfigError
+from ..lake import EDGE_SCHEMA, NODE_SCHEMA, SPLITS
 
 __all__ = ["SyntheticConfig", "generate", "node_batch", "edge_batch"]
 

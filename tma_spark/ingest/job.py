@@ -19,10 +19,11 @@ from pyspark.sql import Column, DataFrame, SparkSession
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
-from . import datasets, fs, synthetic
+from .. import fs
+from . import datasets, synthetic
 from .config import IngestConfig
-from .errors import TmaSparkError
-from .lake import EDGE_SCHEMA, NODE_SCHEMA, Lake, LakeMeta, check_output_path, write_lake
+from ..errors import TmaSparkError
+from ..lake import EDGE_SCHEMA, NODE_SCHEMA, Lake, LakeMeta, check_output_path, write_lake
 from .validate import check_edges, check_nodes, normalize_edges, normalize_nodes
 
 __all__ = ["ingest", "read_input_table", "graph_to_frames", "assign_dense_ids", "edge_split_column"]
@@ -116,7 +117,7 @@ def _with_fastrp(nodes: DataFrame, edges: DataFrame, cfg: IngestConfig) -> DataF
     Computed from the training edges only (split train or null), so that the validation and test edges of
     link prediction do not leak into the features.
     """
-    from .infer.fastrp import fastrp_features
+    from ..graphops.fastrp import fastrp_features
 
     log.info("computing %d-dimensional FastRP structural features from the training edges", cfg.feature_dim)
     train_edges = edges.where(F.col("split").isNull() | (F.col("split") == "train"))
