@@ -35,25 +35,24 @@ import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from tma_spark.arrays import symmetric_edges  # noqa: E402
 from tma_spark.train.averaging import average_state_dicts  # noqa: E402
-from tma_spark.train.executor import from_bytes, run_trainer_task, to_bytes, train_for  # noqa: E402
+from tma_spark.train.contract import ModelSpec, Source, TrainerSpec, to_bytes  # noqa: E402
+from tma_spark.train.executor import run_trainer_task, train_for  # noqa: E402
 from tma_spark.train.graphdata import GraphTensors, build_graph, read_table  # noqa: E402
 from tma_spark.train.metrics import accuracy  # noqa: E402
-from tma_spark.train.models import build_model  # noqa: E402
 from tma_spark.train.objectives import build_objective  # noqa: E402
 
 log = logging.getLogger("bench_gpu_trainer")
 
 
-def _spec(meta: dict, source: dict, hidden: int, sampler: str = "auto") -> dict:
-    return {"model": "sage", "in_dim": meta["feature_dim"], "hidden": hidden, "out_dim": meta["num_classes"],
-            "layers": 2, "dropout": 0.5, "lr": 0.005, "seed": 0, "source": source, "task": "node",
-            "sampler": sampler, "fanouts": [25, 10], "batch_size": 1024, "optimizer_state": "shipped",
-            "run_id": "bench-gpu", "faults": None, "mode": "tma", "trainers": 1}
+def _spec(meta: dict, source: Source, hidden: int, sampler: str = "auto") -> TrainerSpec:
+    model = ModelSpec("sage", meta["feature_dim"], hidden, meta["num_classes"], layers=2, dropout=0.5)
+    return TrainerSpec(model=model, source=source, sampler=sampler, run_id="bench-gpu")
 
 
-def _test_accuracy(graph: GraphTensors, spec: dict, state: dict, device: torch.device) -> float:
-    model = build_model("sage", spec["in_dim"], spec["hidden"], spec["out_dim"], 2, 0.5).to(device)
+def _test_accuracy(graph: GraphTensors, spec: TrainerSpec, state: dict, device: torch.device) -> float:
+    model = spec.model.build().to(device)
     model.load_state_dict(state)
     model.eval()
     with torch.no_grad():
@@ -71,25 +70,24 @@ def tma(lake: str, parts: str, meta: dict, device: str, rounds: int, seconds: fl
     """RandomTMA rounds on one device through the trainer-task code; per-round test accuracy and speed."""
     info = json.loads(Path(parts, "_tma_parts.json").read_text())
     k = int(info["config"]["parts"])
-    source = {"kind": "parts", "path": os.path.abspath(parts), "format": info["config"]["format"], "version": 0}
+    source = Source("parts", os.path.abspath(parts), info["config"]["format"], 0)
     spec = _spec(meta, source, hidden)
     whole = build_graph(read_table(f"{lake}/nodes", meta["format"], ["id", "features", "label", "split"]),
                         read_table(f"{lake}/edges", meta["format"], ["src", "dst"]))
-    state = build_model("sage", spec["in_dim"], hidden, spec["out_dim"], 2, 0.5, seed=0).state_dict()
+    state = spec.model.build(seed=0).state_dict()
     opts: dict = {}
     picked, rows = set(), []
     for r in range(1, rounds + 1):
         results = [run_trainer_task(p, spec, to_bytes(state), opts.get(p), seconds, r, _gpus(device), threads)
                    for p in range(k)]
         for res in results:
-            opts[res["part"]] = res["opt"]
-            picked.add(res["device"])
-        state = average_state_dicts([from_bytes(res["state"]) for res in results],
-                                    [res["train_nodes"] for res in results])
-        steps_per_s = [res["steps"] / max(res["task_seconds"] - res["load_seconds"], 1e-9) for res in results]
+            opts[res.part] = res.opt
+            picked.add(res.device)
+        state = average_state_dicts([res.state_dict() for res in results], [res.train_nodes for res in results])
+        steps_per_s = [res.steps / max(res.task_seconds - res.load_seconds, 1e-9) for res in results]
         rows.append({"round": r, "test": _test_accuracy(whole, spec, state, torch.device("cpu")),
-                     "steps": [res["steps"] for res in results], "steps_per_s": [round(s, 2) for s in steps_per_s],
-                     "sampler": results[0]["sampler"]})
+                     "steps": [res.steps for res in results], "steps_per_s": [round(s, 2) for s in steps_per_s],
+                     "sampler": results[0].sampler})
         log.info("%s TMA round %d: test %.4f, steps/s per trainer %s", device, r, rows[-1]["test"],
                  rows[-1]["steps_per_s"])
     return {"device_picked": sorted(picked), "rounds": rows, "final_test": rows[-1]["test"],
@@ -98,14 +96,14 @@ def tma(lake: str, parts: str, meta: dict, device: str, rounds: int, seconds: fl
 
 def central(lake: str, meta: dict, device: str, seconds: float, hidden: int, threads: int) -> dict:
     """One trainer on the whole lake for ``seconds`` (what a PyG user would run on one machine)."""
-    source = {"kind": "lake", "path": os.path.abspath(lake), "format": meta["format"], "version": 0}
+    source = Source("lake", os.path.abspath(lake), meta["format"], 0)
     spec = _spec(meta, source, hidden)
-    state = build_model("sage", spec["in_dim"], hidden, spec["out_dim"], 2, 0.5, seed=0).state_dict()
+    state = spec.model.build(seed=0).state_dict()
     run_trainer_task(0, spec, to_bytes(state), None, 1.0, 0, _gpus(device), threads)  # warm-up, load, cache
     res = run_trainer_task(0, spec, to_bytes(state), None, seconds, 1, _gpus(device), threads)
-    secs = res["task_seconds"] - res["load_seconds"]
-    return {"device_picked": res["device"], "steps": res["steps"], "seconds": round(secs, 2),
-            "steps_per_s": res["steps"] / secs, "sampler": res["sampler"]}
+    secs = res.task_seconds - res.load_seconds
+    return {"device_picked": res.device, "steps": res.steps, "seconds": round(secs, 2),
+            "steps_per_s": res.steps / secs, "sampler": res.sampler}
 
 
 def random_graph(edges: int, dim: int = 64, classes: int = 10, seed: int = 0) -> GraphTensors:
@@ -113,10 +111,7 @@ def random_graph(edges: int, dim: int = 64, classes: int = 10, seed: int = 0) ->
     rng = np.random.default_rng(seed)
     n = max(edges // 10, 10)
     src, dst = rng.integers(0, n, edges), rng.integers(0, n, edges)
-    keep = src != dst
-    a, b = src[keep], dst[keep]
-    keys = np.unique(np.concatenate([a * n + b, b * n + a]))
-    ei = torch.from_numpy(np.stack([keys // n, keys % n]))
+    ei = torch.from_numpy(np.stack(symmetric_edges(src, dst, n)))
     split = torch.from_numpy(rng.choice(np.array([0, 1, 2], np.int8), n, p=[0.6, 0.2, 0.2]))
     return GraphTensors(torch.arange(n), torch.randn(n, dim), torch.randint(0, classes, (n,)), split, ei)
 
@@ -124,11 +119,12 @@ def random_graph(edges: int, dim: int = 64, classes: int = 10, seed: int = 0) ->
 def scale(edges: int, device: str, sampler: str, seconds: float, hidden: int, threads: int) -> dict:
     """Training steps per second on a random graph of ``edges`` undirected edges."""
     graph = random_graph(edges)
-    spec = _spec({"feature_dim": 64, "num_classes": 10, "format": "none"}, {}, hidden, sampler)
+    no_source = Source("memory", "", "none")  # not read: the graph is built here
+    spec = _spec({"feature_dim": 64, "num_classes": 10}, no_source, hidden, sampler)
     torch.set_num_threads(threads)
     dev = torch.device("cuda:0" if device == "cuda" else "cpu")
     objective = build_objective(graph, spec, dev)
-    state = build_model("sage", 64, hidden, 10, 2, 0.5, seed=0).state_dict()
+    state = spec.model.build(seed=0).state_dict()
     train_for(objective, spec, state, None, 0.5, dev, seed=0)  # warm-up (kernels, allocator)
     if dev.type == "cuda":
         torch.cuda.reset_peak_memory_stats()
@@ -139,9 +135,9 @@ def scale(edges: int, device: str, sampler: str, seconds: float, hidden: int, th
         torch.cuda.synchronize()
     secs = time.monotonic() - t0
     row = {"edges": edges, "directed_edges": int(graph.edge_index.shape[1]), "nodes": graph.num_nodes,
-           "device": str(dev), "sampler": objective.sampler, "steps": out["steps"], "seconds": round(secs, 2),
-           "steps_per_s": out["steps"] / secs,
-           "targets_per_s": out["steps"] * (objective.targets if objective.sampler == "full" else spec["batch_size"])
+           "device": str(dev), "sampler": objective.sampler, "steps": out.steps, "seconds": round(secs, 2),
+           "steps_per_s": out.steps / secs,
+           "targets_per_s": out.steps * (objective.targets if objective.sampler == "full" else spec.batch_size)
            / secs}
     if dev.type == "cuda":
         row["peak_gpu_gib"] = round(torch.cuda.max_memory_allocated() / 2**30, 2)

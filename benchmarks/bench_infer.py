@@ -29,18 +29,13 @@ import json
 import logging
 import os
 import shutil
-import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 
-import psutil
+from common import RESULTS, Watch, find_jvm, machine_info, mb, run_worker, worker_main
 
-from common import Watch, find_jvm, machine_info, peak_rss
-
-RESULTS = Path(__file__).resolve().parent / "results"
-MB = 1 << 20
 log = logging.getLogger("bench_infer")
 
 
@@ -48,12 +43,14 @@ def write_run(run: Path, in_dim: int, hidden: int, out_dim: int, task: str = "no
     """A run folder holding a seeded, untrained 2-layer GraphSAGE, as ``tma-spark train`` writes it."""
     import torch
 
-    from tma_spark.train.models import build_model
+    from tma_spark.train.contract import ModelSpec
 
+    model = ModelSpec("sage", in_dim, hidden, out_dim, layers=2)
     run.mkdir(parents=True)
     (run / "config.json").write_text(json.dumps({"model": "sage", "hidden": hidden, "layers": 2, "task": task,
                                                  "seed": 0, "eval_negatives": 100}))
-    torch.save(build_model("sage", in_dim, hidden, out_dim, 2, seed=0).state_dict(), run / "best.pt")
+    (run / "model.json").write_text(json.dumps(model.to_json()))
+    torch.save(model.build(seed=0).state_dict(), run / "best.pt")
 
 
 def pyg_worker(spec: dict) -> dict:
@@ -62,37 +59,20 @@ def pyg_worker(spec: dict) -> dict:
 
     from tma_spark.infer.job import load_run
     from tma_spark.train.graphdata import build_graph, read_table
-    from tma_spark.train.models import build_model
 
     t0 = time.perf_counter()
     g = build_graph(read_table(f"{spec['lake']}/nodes", "delta", ["id", "features", "label", "split"]),
                     read_table(f"{spec['lake']}/edges", "delta", ["src", "dst"]))
     t1 = time.perf_counter()
-    _, state, s = load_run(spec["run"])
-    model = build_model(s["model"], s["in_dim"], s["hidden"], s["out_dim"], s["layers"])
+    _, state, model_spec = load_run(spec["run"])
+    model = model_spec.build()
     model.load_state_dict(state)
     model.eval()
     with torch.no_grad():
         out = model(g.x, g.edge_index)
     t2 = time.perf_counter()
     return {"load_s": t1 - t0, "forward_s": t2 - t1, "nodes": g.num_nodes, "out_rows": int(out.shape[0]),
-            "threads": torch.get_num_threads(), "peak_rss": peak_rss()}
-
-
-def run_pyg(lake: str, run: str, work: Path) -> dict:
-    spec = {"lake": lake, "run": run, "result": str(work / "pyg.json")}
-    cmd = [sys.executable, os.path.abspath(__file__), "--_worker", json.dumps(spec)]
-    with Watch() as watch:
-        t0 = time.perf_counter()
-        proc = subprocess.Popen(cmd)
-        watch.sampled, watch.sampled_self = psutil.Process(proc.pid), True
-        rc = proc.wait()
-        wall = time.perf_counter() - t0
-    if rc != 0:
-        return {"status": f"failed (exit {rc}{', likely out of memory' if rc == -9 else ''})", "wall_s": wall}
-    row = json.loads(Path(spec["result"]).read_text())
-    row.update(status="ok", wall_s=wall, other_cpu_s=watch.other_cpu_s)
-    return row
+            "threads": torch.get_num_threads()}
 
 
 def run_spark(spark, lake: str, run: str, out: str) -> dict:
@@ -103,13 +83,12 @@ def run_spark(spark, lake: str, run: str, out: str) -> dict:
         result = infer(spark, InferConfig(lake=lake, run=run, out=out))
         wall = time.perf_counter() - t0
     return {"status": "ok", "wall_s": wall, "driver_peak_rss": watch.driver_peak, "jvm_peak_rss": watch.jvm_peak,
-            "workers_peak_rss": watch.sampled_peak, "other_cpu_s": watch.other_cpu_s, "test": result["test"],
+            "workers_peak_rss": watch.sampled_peak or None, "other_cpu_s": watch.other_cpu_s, "test": result["test"],
             "metric": result["metric"]}
 
 
 def make_lake(spark, graph: str, path: str, edges: int, data_dir) -> dict:
-    from tma_spark.ingest import IngestConfig
-    from tma_spark.ingest import ingest
+    from tma_spark.ingest import IngestConfig, ingest
     from tma_spark.ingest.synthetic import SyntheticConfig
 
     t0 = time.perf_counter()
@@ -136,7 +115,6 @@ def exactness(spark, data_dir, work: Path, seconds: float) -> dict:
     from tma_spark.ingest import ingest
     from tma_spark.train import TrainConfig, train
     from tma_spark.train.graphdata import build_graph, read_table
-    from tma_spark.train.models import build_model
 
     lake, run, pred = str(work / "amazon_lake"), str(work / "amazon_run"), str(work / "amazon_pred")
     ingest(spark, IngestConfig(lake=lake, dataset="amazon_computers", data_dir=data_dir))
@@ -146,7 +124,7 @@ def exactness(spark, data_dir, work: Path, seconds: float) -> dict:
     _, state, spec = load_run(run)
     g = build_graph(read_table(f"{lake}/nodes", "delta", ["id", "features", "label", "split"]),
                     read_table(f"{lake}/edges", "delta", ["src", "dst"]))
-    model = build_model(spec["model"], spec["in_dim"], spec["hidden"], spec["out_dim"], spec["layers"])
+    model = spec.build()
     model.load_state_dict(state)
     model.eval()
     with torch.no_grad():
@@ -158,14 +136,8 @@ def exactness(spark, data_dir, work: Path, seconds: float) -> dict:
             "train_job_test_acc": summary["test"], "train_seconds": seconds, "nodes": g.num_nodes}
 
 
-def _mb(v) -> str:
-    return f"{v / MB:,.0f}" if v else "-"
-
-
 def main() -> None:
-    if len(sys.argv) == 3 and sys.argv[1] == "--_worker":
-        spec = json.loads(sys.argv[2])
-        Path(spec["result"]).write_text(json.dumps(pyg_worker(spec)))
+    if worker_main({"pyg": pyg_worker}):
         return
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--graphs", default="ogbn_arxiv,synthetic")
@@ -192,7 +164,7 @@ def main() -> None:
             write_run(run, info["feature_dim"], args.hidden, info["classes"])
             log.info("%s: %s", graph, info)
             spark_row = run_spark(spark, lake, str(run), str(work / f"{graph}_pred"))
-            pyg_row = run_pyg(lake, str(run), work)
+            pyg_row = run_worker(__file__, "pyg", {"lake": lake, "run": str(run)}, work)
             rows.append({"graph": graph, **info, "spark": spark_row, "pyg": pyg_row})
             log.info("%s: spark %s | pyg %s", graph, spark_row, pyg_row)
     finally:
@@ -209,11 +181,11 @@ def main() -> None:
     for r in rows:
         s, p = r["spark"], r["pyg"]
         pyg_cells = (f"{p['forward_s']:.1f} | {r['nodes'] / p['forward_s']:,.0f} | "
-                     f"{r['nodes'] / (p['load_s'] + p['forward_s']):,.0f} | {_mb(p['peak_rss'])}"
-                     if p["status"] == "ok" else f"{p['status']} | - | - | -")
+                     f"{r['nodes'] / (p['load_s'] + p['forward_s']):,.0f} | {mb(p['peak_rss'])}"
+                     if p["status"] == "ok" else f"{p['status']} ({p['note']}) | - | - | -")
         lines.append(f"| {r['graph']} | {r['nodes']:,} | {r['edges']:,} | {r['feature_dim']} | {s['wall_s']:.1f} | "
-                     f"{r['nodes'] / s['wall_s']:,.0f} | {_mb(s['driver_peak_rss'])} / {_mb(s['jvm_peak_rss'])} / "
-                     f"{_mb(s['workers_peak_rss'])} | {pyg_cells} |")
+                     f"{r['nodes'] / s['wall_s']:,.0f} | {mb(s['driver_peak_rss'])} / {mb(s['jvm_peak_rss'])} / "
+                     f"{mb(s['workers_peak_rss'])} | {pyg_cells} |")
     if exact:
         lines += ["", f"Exactness on Amazon Computers ({exact['nodes']:,} nodes; GraphSAGE trained centrally for "
                   f"{exact['train_seconds']:g} s): max |Spark logit - PyG logit| = {exact['max_abs_logit_diff']:.2e} "

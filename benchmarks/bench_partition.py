@@ -10,8 +10,9 @@ and in the same run:
                        part = pmod(xxhash64(id, seed), K), intra-part edges
                        kept, assignment + nodes + edges written as Delta
                        (partitioned by part), per-part statistics, stats.png.
-                       Its wall time is split into phases from the job's own
-                       log records (set-up, assignment, nodes, edges, stats).
+                       Its wall time is split into phases by the job's
+                       ``partition.phase`` events (``tma_spark.events``: setup,
+                       assignment, nodes, edges, stats, commit).
 * ``randomtma+stats``  the same job with ``full_stats="on"`` (duplicates,
                        isolated nodes and degree quantiles: a shuffle of every
                        edge), only for M <= --full-stats-max-edges.
@@ -22,10 +23,8 @@ and in the same run:
                        parquet partitioned by part (hive layout).
 * ``metis``            pymetis K-way METIS: read the edges into numpy with
                        pyarrow, build the symmetric CSR without self-loops or
-                       duplicates (the same keys as ``strategies.metis_assignment``,
-                       deduplicated by an in-place sort instead of ``np.unique``,
-                       which numpy >= 2.3 does with a hash table about 20x slower
-                       on int64; ``--metis-csr-dedup np.unique`` to compare), run
+                       duplicates with ``tma_spark.arrays.symmetric_csr`` (the
+                       function ``strategies.metis_assignment`` uses), run
                        ``pymetis.part_graph(K, CSRAdjacency(xadj, adjncy))``.
 
 ``pyarrow-1core`` and ``metis`` run in a child process (this script with a
@@ -55,52 +54,32 @@ and a markdown copy next to it (same name, ``.md``) with the command used.
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import os
 import platform
-import shlex
 import shutil
-import statistics
-import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
 
-import psutil
-
 import common
-from common import Watch, dir_size, find_jvm, peak_rss
+from common import (MB, RESULTS, Watch, dir_size, mb, median_run, run_worker, shell_command, start_spark, worker_main,
+                    write_results)
 
 log = logging.getLogger("bench_partition")
-RESULTS = Path(__file__).resolve().parent / "results"
-MB = 1 << 20
 TARGET_EDGES_PER_S = 2_000_000
-PHASES = ("setup", "assignment", "nodes", "edges", "stats")
+PHASES = ("setup", "assignment", "nodes", "edges", "stats", "commit")
 
 
-# ---------------------------------------------------------------- helpers
-
-def splitmix64(x, seed: int):
-    """Vectorized splitmix64 of int64 ``x`` xor seed (uint64 numpy array)."""
-    import numpy as np
-
-    with np.errstate(over="ignore"):
-        z = x.astype(np.uint64) ^ np.uint64((seed * 0x9E3779B97F4A7C15) & 0xFFFFFFFFFFFFFFFF)
-        z += np.uint64(0x9E3779B97F4A7C15)
-        z = (z ^ (z >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
-        z = (z ^ (z >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
-        return z ^ (z >> np.uint64(31))
-
-
-# ---------------------------------------------------------------- child processes (--_worker)
+# ---------------------------------------------------------------- child processes (common.run_worker)
 
 def worker_metis(spec: dict) -> dict:
     """Read edges with pyarrow, build the symmetric CSR, run pymetis; figures as a dict."""
     import numpy as np
     import pyarrow.dataset as pds
     import pymetis
+
+    from tma_spark.arrays import symmetric_csr  # numpy only: the child's memory stays its own
 
     n, k = spec["nodes"], spec["parts"]
     c0 = time.process_time()
@@ -111,30 +90,9 @@ def worker_metis(spec: dict) -> dict:
     del table
     t1 = time.perf_counter()
     log.info("metis: read %d edges in %.1f s", len(src), t1 - t0)
-    keep = src != dst
-    a = np.concatenate([src[keep], dst[keep]])
-    b = np.concatenate([dst[keep], src[keep]])
     read_edges = len(src)
-    del src, dst, keep
-    a *= n
-    a += b
-    del b
-    if spec.get("csr_dedup", "sort") == "np.unique":
-        keys = np.unique(a)  # what strategies.metis_assignment does; hash-based and slow in numpy >= 2.3
-    else:
-        a.sort()  # in place; then keep the first of each run of equal keys
-        first = np.empty(len(a), dtype=bool)
-        first[:1] = True
-        np.not_equal(a[1:], a[:-1], out=first[1:])
-        keys = a[first]
-        del first
-    del a  # keys: symmetric, without duplicates, sorted by row then column
-    rows = keys // n
-    adjncy = keys % n
-    del keys
-    xadj = np.zeros(n + 1, dtype=np.int64)
-    np.cumsum(np.bincount(rows, minlength=n), out=xadj[1:])
-    del rows
+    xadj, adjncy = symmetric_csr(src, dst, n)
+    del src, dst
     t2 = time.perf_counter()
     log.info("metis: CSR of %d nodes, %d adjacency entries in %.1f s", n, len(adjncy), t2 - t1)
     result = pymetis.part_graph(k, pymetis.CSRAdjacency(xadj, adjncy), options=pymetis.Options(seed=int(spec["seed"])))
@@ -155,6 +113,8 @@ def worker_reference(spec: dict) -> dict:
     import numpy as np
     import pyarrow as pa
     import pyarrow.parquet as pq
+
+    from tma_spark.arrays import splitmix64
 
     pa.set_cpu_count(1)  # and use_threads=False below: everything on this one thread
     k, seed = spec["parts"], spec["seed"]
@@ -202,90 +162,27 @@ def worker_reference(spec: dict) -> dict:
             "edge_retention": round(kept / (read - loops), 6) if read > loops else 0.0, "output_bytes": dir_size(out)}
 
 
-def run_worker_main(kind: str, spec_json: str) -> None:
-    """Entry point of a child process: run one worker, write its figures (and VmHWM) as JSON."""
-    spec = json.loads(spec_json)
-    result = (worker_metis if kind == "metis" else worker_reference)(spec)
-    result["peak_rss"] = peak_rss()
-    Path(spec["result"]).write_text(json.dumps(result))
-
-
-def run_child(kind: str, spec: dict, workdir: Path, timeout: float | None) -> dict:
-    """Run ``--_worker kind`` in a child process with a timeout; status ok / timeout / failed."""
-    spec = dict(spec, result=str(workdir / f"{kind}_result.json"))
-    Path(spec["result"]).unlink(missing_ok=True)
-    cmd = [sys.executable, os.path.abspath(__file__), "--_worker", kind, "--_spec", json.dumps(spec)]
-    with Watch() as watch:
-        t0 = time.perf_counter()
-        proc = subprocess.Popen(cmd)
-        watch.sampled, watch.sampled_self = psutil.Process(proc.pid), True
-        try:
-            rc = proc.wait(timeout=timeout)
-            status = "ok" if rc == 0 else "failed"
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-            rc, status = None, "timeout"
-        wall = time.perf_counter() - t0
-    row = {"status": status, "returncode": rc, "wall_s": wall, "sampled_peak_rss": watch.sampled_peak or None,
-           "other_cpu_s": watch.other_cpu_s, "loadavg_1m_before": watch.loadavg}
-    if status == "ok":
-        row.update(json.loads(Path(spec["result"]).read_text()))
-    elif status == "failed":
-        row["note"] = (f"exit code {rc}" + (" (killed by signal %d%s)" % (-rc, ", likely out of memory" if rc == -9 else "")
-                                            if rc is not None and rc < 0 else ""))
-    else:
-        row["note"] = f"killed after the {timeout:g} s timeout"
-    return row
-
-
 # ---------------------------------------------------------------- Spark jobs
 
-class PhaseLog(logging.Handler):
-    """Times of the partition job's own log records: 'writing OUT/name', 'computing partition statistics'."""
-
-    def __init__(self):
-        super().__init__(logging.INFO)
-        self.marks: list[tuple[str, float]] = []
-
-    def emit(self, record: logging.LogRecord) -> None:
-        msg = record.msg
-        if msg.startswith("writing ") and record.args:
-            self.marks.append((str(record.args[-1]), time.perf_counter()))
-        elif msg.startswith("computing partition statistics"):
-            self.marks.append(("stats", time.perf_counter()))
-        elif msg.startswith("partitioned "):
-            self.marks.append(("done", time.perf_counter()))
-
-
-def _phases(t0: float, t_end: float, marks: list[tuple[str, float]]) -> dict:
-    """Seconds per phase: setup (open lake, plan) | assignment | nodes | edges | stats (+ json, png, rename)."""
-    at = dict(marks)
-    order = [("setup", t0), ("assignment", at.get("assignment")), ("nodes", at.get("nodes")),
-             ("edges", at.get("edges")), ("stats", at.get("stats")), ("end", at.get("done", t_end))]
-    if any(t is None for _, t in order):
-        return {}
-    return {order[i][0]: order[i + 1][1] - order[i][1] for i in range(len(order) - 1)}
+def _phases(marks: list, t_end: float) -> dict:
+    """Seconds per phase, from the job's ``partition.phase`` events: each lasts until the next (or the end)."""
+    times = [e.time for e in marks] + [t_end]
+    return {e.fields["phase"]: times[i + 1] - times[i] for i, e in enumerate(marks)}
 
 
 def run_partition(spark, lake: Path, out: Path, parts: int, seed: int, full_stats: str, jvm) -> dict:
+    from tma_spark.events import Recorder
     from tma_spark.partition import PartitionConfig, partition
 
     shutil.rmtree(out, ignore_errors=True)
-    job_log = logging.getLogger("tma_spark.partition.job")
-    handler = PhaseLog()
-    job_log.addHandler(handler)
-    try:
-        with Watch(jvm) as mem:
-            t0 = time.perf_counter()
-            stats = partition(spark, PartitionConfig(lake=str(lake), out=str(out), strategy="random", parts=parts,
-                                                     seed=seed, full_stats=full_stats, overwrite=True))
-            t1 = time.perf_counter()
-    finally:
-        job_log.removeHandler(handler)
+    with Recorder("partition.phase") as phases, Watch(jvm) as mem:
+        t0 = time.perf_counter()
+        stats = partition(spark, PartitionConfig(lake=str(lake), out=str(out), strategy="random", parts=parts,
+                                                 seed=seed, full_stats=full_stats, overwrite=True))
+        t1 = time.perf_counter()
     size = dir_size(out) if out.exists() else None
     shutil.rmtree(out, ignore_errors=True)
-    return {"seconds": t1 - t0, "phases": _phases(t0, t1, handler.marks), "output_bytes": size,
+    return {"seconds": t1 - t0, "phases": _phases(phases.events, t1), "output_bytes": size,
             "edges_kept": stats["edges_kept"], "edge_retention": stats["edge_retention"],
             "node_balance": stats["node_balance"], "self_loops_dropped": stats["self_loops_dropped"],
             "duplicate_edges": stats.get("duplicate_edges"), "driver_peak_rss": mem.driver_peak,
@@ -296,8 +193,7 @@ def run_partition(spark, lake: Path, out: Path, parts: int, seed: int, full_stat
 
 
 def make_lake(spark, path: Path, edges: int, nodes: int, feature_dim: int, seed: int) -> float:
-    from tma_spark.ingest import IngestConfig
-    from tma_spark.ingest import ingest
+    from tma_spark.ingest import IngestConfig, ingest
     from tma_spark.ingest.synthetic import SyntheticConfig
 
     t0 = time.perf_counter()
@@ -308,10 +204,6 @@ def make_lake(spark, path: Path, edges: int, nodes: int, feature_dim: int, seed:
 
 
 # ---------------------------------------------------------------- report
-
-def _mb(x) -> str:
-    return "-" if x is None else f"{x / MB:,.0f}"
-
 
 def _breakdown(r: dict) -> str:
     if r["status"] != "ok":
@@ -344,8 +236,8 @@ def markdown_table(rows: list[dict]) -> str:
         ret = r.get("edge_retention", r.get("retention_unique_undirected"))
         lines.append(
             f"| {r['edges']:,} | {r['nodes']:,} | {r['method']} | {r['status']} | {sec} | {eps} | {_breakdown(r)} "
-            f"| {'-' if ret is None else f'{ret:.3f}'} | {_mb(r.get('driver_peak_rss', r.get('peak_rss')))} "
-            f"| {_mb(r.get('jvm_peak_rss'))} | {_mb(r.get('workers_peak_rss'))} | {_cpu(r)} "
+            f"| {'-' if ret is None else f'{ret:.3f}'} | {mb(r.get('driver_peak_rss', r.get('peak_rss')))} "
+            f"| {mb(r.get('jvm_peak_rss'))} | {mb(r.get('workers_peak_rss'))} | {_cpu(r)} "
             f"| {r.get('other_cpu_s', 0):.1f} |")
     return "\n".join(lines)
 
@@ -431,9 +323,6 @@ def main(argv=None) -> None:
                     help="also run the job with full_stats='on' up to this many edges (default: 1e7)")
     ap.add_argument("--metis-max-edges", type=float, default=None,
                     help="run METIS up to this many edges (default: every size)")
-    ap.add_argument("--metis-csr-dedup", choices=("sort", "np.unique"), default="sort",
-                    help="how the METIS CSR drops duplicate edges: in-place sort + mask (default) or np.unique "
-                         "(as strategies.metis_assignment; far slower with numpy >= 2.3)")
     ap.add_argument("--metis-timeout", type=float, default=900, help="seconds before METIS is killed (default: 900)")
     ap.add_argument("--reference-timeout", type=float, default=1800,
                     help="seconds before the pyarrow reference is killed (default: 1800)")
@@ -441,23 +330,13 @@ def main(argv=None) -> None:
                     help="runs of each RandomTMA job; the table shows the median (default: 1)")
     ap.add_argument("--out", default=str(RESULTS / "partition_speed.json"), help="JSON results file; a .md copy goes beside it")
     ap.add_argument("--master", default="local[*]", help="Spark master (default: local[*])")
-    ap.add_argument("--_worker", choices=("metis", "reference"), help=argparse.SUPPRESS)
-    ap.add_argument("--_spec", help=argparse.SUPPRESS)
-    args = ap.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    if args._worker:
-        run_worker_main(args._worker, args._spec)
+    if worker_main({"metis": worker_metis, "reference": worker_reference}, argv):
         return
+    args = ap.parse_args(argv)
     sizes = [int(float(s)) for s in args.sizes.split(",")]
-    command = f"cd {shlex.quote(os.getcwd())} && {shlex.join([sys.executable, *sys.argv])}"
-
-    from tma_spark.session import get_spark
-
-    log.info("starting Spark (%s)", args.master)
-    spark = get_spark(master=args.master, app_name="bench_partition")
-    jvm = find_jvm()
-    if jvm is None:
-        log.warning("Spark JVM not found among this process's children: no JVM memory figures")
+    command = shell_command()
+    spark, jvm = start_spark(args.master, "bench_partition")
     workdir = Path(tempfile.mkdtemp(prefix="bench_partition_", dir="/tmp"))
     rows, lakes = [], []
     k, seed = args.parts, args.seed
@@ -490,17 +369,14 @@ def main(argv=None) -> None:
                     log.info("%s: %.1f s, %.0f edges/s, phases %s", method, runs[-1]["seconds"],
                              m / runs[-1]["seconds"],
                              {p: round(s, 1) for p, s in runs[-1]["phases"].items()})
-                med = sorted(runs, key=lambda r: r["seconds"])[len(runs) // 2]
-                peak = lambda key: max((r[key] for r in runs if r[key] is not None), default=None)  # noqa: E731
-                rows.append({**med, "edges": m, "nodes": n, "method": method, "status": "ok", "full_stats": fs_mode,
-                             "seconds": statistics.median(r["seconds"] for r in runs),
-                             "edges_per_s": m / statistics.median(r["seconds"] for r in runs),
-                             "driver_peak_rss": peak("driver_peak_rss"), "jvm_peak_rss": peak("jvm_peak_rss"),
-                             "workers_peak_rss": peak("workers_peak_rss"), "runs": runs})
+                row = median_run(runs)
+                rows.append({**row, "edges": m, "nodes": n, "method": method, "status": "ok", "full_stats": fs_mode,
+                             "edges_per_s": m / row["seconds"]})
 
-            spec = {"files": files, "nodes": n, "parts": k, "seed": seed, "csr_dedup": args.metis_csr_dedup}
+            spec = {"files": files, "nodes": n, "parts": k, "seed": seed}
             log.info("pyarrow-1core: %d edges", m)
-            ref = run_child("reference", dict(spec, out=str(workdir / "ref_out")), workdir, args.reference_timeout)
+            ref = run_worker(__file__, "reference", dict(spec, out=str(workdir / "ref_out")), workdir,
+                             args.reference_timeout)
             shutil.rmtree(workdir / "ref_out", ignore_errors=True)
             ref_s = ref["inner_s"] if ref["status"] == "ok" else ref["wall_s"]  # without interpreter start-up
             rows.append({"edges": m, "nodes": n, "method": "pyarrow-1core", **ref, "seconds": ref_s,
@@ -508,7 +384,7 @@ def main(argv=None) -> None:
 
             if args.metis_max_edges is None or m <= args.metis_max_edges:
                 log.info("metis: %d edges, %d nodes, K=%d (timeout %.0f s)", m, n, k, args.metis_timeout)
-                met = run_child("metis", spec, workdir, args.metis_timeout)
+                met = run_worker(__file__, "metis", spec, workdir, args.metis_timeout)
                 total = met["read_s"] + met["build_s"] + met["metis_s"] if met["status"] == "ok" else met["wall_s"]
                 rows.append({"edges": m, "nodes": n, "method": "metis", **met, "seconds": total,
                              "edges_per_s": m / total if met["status"] == "ok" else None})
@@ -527,14 +403,12 @@ def main(argv=None) -> None:
     print()
     print(summary["target"]["text"])
     print(summary["gap_text"])
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps({"command": command, "machine": info, "args": vars(args), "lakes": lakes,
-                               "results": rows, "summary": summary}, indent=2))
     ram = info["total_ram_bytes"] / (1 << 30)
     lake_lines = "\n".join(f"| {x['edges']:,} | {x['nodes']:,} | {x['ingest_s']:.1f} | {x['edges_bytes'] / MB:,.1f} "
                            f"({x['edge_files']} files) | {x['nodes_bytes'] / MB:,.1f} |" for x in lakes)
-    out.with_suffix(".md").write_text(
+    data = {"command": command, "machine": info, "args": vars(args), "lakes": lakes, "results": rows,
+            "summary": summary}
+    write_results(args.out, data, (
         f"# Partition speed: RandomTMA vs METIS vs a one-core pyarrow script\n\n"
         f"Command:\n\n```\n{command}\n```\n\n"
         f"Machine: {info['nproc']} CPUs ({info['cpu']}), {ram:.1f} GiB RAM, {info['platform']}; "
@@ -547,16 +421,17 @@ def main(argv=None) -> None:
         f"**{summary['target']['text']}**\n\n**{summary['gap_text']}**\n\n"
         f"## Results\n\n{table}\n\n"
         f"* `randomtma`: `partition(spark, PartitionConfig(lake, out, strategy='random', parts={k}, "
-        f"full_stats='off'))`; breakdown from the job's log records: setup (open lake, plan) + assignment "
-        f"(write id, part) + nodes (write nodes with part) + edges (read, hash, filter, write intra-part edges) "
-        f"+ stats (per-part counts from the written tables, stats.json, stats.png, rename).\n"
+        f"full_stats='off'))`; breakdown from the job's `partition.phase` events: setup (open lake, plan) + "
+        f"assignment (write id, part) + nodes (write nodes with part) + edges (read, hash, filter, write "
+        f"intra-part edges) + stats (per-part counts from the written tables) + commit (stats.json, "
+        f"_tma_parts.json, stats.png, rename).\n"
         f"* `randomtma+stats`: the same with `full_stats='on'` (a shuffle of every edge for duplicates, "
         f"isolated nodes and degree quantiles).\n"
         f"* `pyarrow-1core`: one process, pyarrow limited to one thread: stream the edge parquet files, "
         f"splitmix64(id) mod K in numpy, keep intra-part non-loop edges, write parquet partitioned by part; "
         f"seconds from the first read to the last file closed (the child's start-up excluded).\n"
         f"* `metis`: child process: read edges with pyarrow, symmetric deduplicated CSR in numpy, "
-        f"`pymetis.part_graph(K, CSRAdjacency(xadj, adjncy))`; duplicates dropped with {args.metis_csr_dedup!r}; seconds = read + CSR + METIS (the child's start-up "
+        f"`pymetis.part_graph(K, CSRAdjacency(xadj, adjncy))`; seconds = read + CSR + METIS (the child's start-up "
         f"excluded); timeout {args.metis_timeout:.0f} s.\n"
         f"* edges/s = lake edges / seconds. Retention: intra-part share of non-loop edges (RandomTMA, from the "
         f"job's stats), of unique undirected edges (METIS, 1 - edge cut / edges). Peak RSS: VmHWM of the driver "
@@ -569,8 +444,7 @@ def main(argv=None) -> None:
         f"are JVM expressions), so the workers RSS is that of the idle Python workers left by the lake's "
         f"ingest (the generator runs in them).\n\n"
         f"## METIS gap and reference speed\n\n{gap_table}\n\n"
-        f"## Lakes\n\n| edges | nodes | ingest s | edges MB | nodes MB |\n|---:|---:|---:|---:|---:|\n{lake_lines}\n")
-    log.info("wrote %s and %s", out, out.with_suffix(".md"))
+        f"## Lakes\n\n| edges | nodes | ingest s | edges MB | nodes MB |\n|---:|---:|---:|---:|---:|\n{lake_lines}\n"))
 
 
 if __name__ == "__main__":

@@ -28,26 +28,18 @@ and a markdown copy next to it (same name, ``.md``) with the command used.
 from __future__ import annotations
 
 import argparse
-import json
 import logging
-import os
-import shlex
 import shutil
-import statistics
-import sys
 import tempfile
 import time
 from pathlib import Path
 
-from common import Watch, dir_size, find_jvm, machine_info
-from tma_spark.ingest import IngestConfig
-from tma_spark.ingest import ingest
-from tma_spark.session import get_spark
+from common import (RESULTS, Watch, dir_size, machine_info, mb, median_run, shell_command, start_spark,
+                    write_results)
+from tma_spark.ingest import IngestConfig, ingest
 from tma_spark.ingest.synthetic import SyntheticConfig, generate
 
 log = logging.getLogger("bench_synthetic")
-RESULTS = Path(__file__).resolve().parent / "results"
-MB = 1 << 20
 JOBS = ("ingest", "parquet", "noop")
 
 
@@ -77,18 +69,14 @@ def run_job(spark, job: str, cfg: SyntheticConfig, workdir: Path, jvm) -> dict:
 
 # ---------------------------------------------------------------- report
 
-def _mb(x) -> str:
-    return "-" if x is None else f"{x / MB:,.1f}"
-
-
 def markdown_table(rows: list[dict]) -> str:
     head = ("| edges | nodes | job | seconds | edges/s | output MB | driver peak RSS MB | JVM peak RSS MB "
             "| workers peak RSS MB |\n|---:|---:|---|---:|---:|---:|---:|---:|---:|")
     lines = [head]
     for r in rows:
         lines.append(f"| {r['edges']:,} | {r['nodes']:,} | {r['job']} | {r['seconds']:.1f} | {r['edges_per_s']:,.0f} "
-                     f"| {_mb(r['output_bytes'])} | {_mb(r['driver_peak_rss'])} | {_mb(r['jvm_peak_rss'])} "
-                     f"| {_mb(r['workers_peak_rss'])} |")
+                     f"| {mb(r['output_bytes'], 1)} | {mb(r['driver_peak_rss'], 1)} | {mb(r['jvm_peak_rss'], 1)} "
+                     f"| {mb(r['workers_peak_rss'], 1)} |")
     return "\n".join(lines)
 
 
@@ -103,13 +91,8 @@ def main(argv=None) -> None:
     args = ap.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     sizes = [int(float(s)) for s in args.sizes.split(",")]
-    command = f"cd {shlex.quote(os.getcwd())} && {shlex.join([sys.executable, *sys.argv])}"
-
-    log.info("starting Spark (%s)", args.master)
-    spark = get_spark(master=args.master, app_name="bench_synthetic")
-    jvm = find_jvm()
-    if jvm is None:
-        log.warning("Spark JVM not found among this process's children: no JVM memory figures")
+    command = shell_command()
+    spark, jvm = start_spark(args.master, "bench_synthetic")
     workdir = Path(tempfile.mkdtemp(prefix="bench_synthetic_", dir="/tmp"))
     rows = []
     try:
@@ -124,13 +107,9 @@ def main(argv=None) -> None:
                     log.info("%s: %d edges, %d nodes, run %d/%d", job, cfg.edges, cfg.nodes, i + 1, args.repeats)
                     runs.append(run_job(spark, job, cfg, workdir, jvm))
                     log.info("%s: %.1f s, %.0f edges/s", job, runs[-1]["seconds"], runs[-1]["edges_per_s"])
-                seconds = statistics.median(r["seconds"] for r in runs)
-                peak = lambda k: max((r[k] for r in runs if r[k] is not None), default=None)  # noqa: E731
+                row = median_run(runs)
                 rows.append({"edges": cfg.edges, "nodes": cfg.nodes, "feature_dim": cfg.feature_dim, "job": job,
-                             "seconds": seconds, "edges_per_s": cfg.edges / seconds,
-                             "output_bytes": runs[-1]["output_bytes"], "driver_peak_rss": peak("driver_peak_rss"),
-                             "jvm_peak_rss": peak("jvm_peak_rss"), "workers_peak_rss": peak("workers_peak_rss"),
-                             "runs": runs})
+                             **row, "edges_per_s": cfg.edges / row["seconds"]})
         info = machine_info(spark)
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
@@ -138,11 +117,8 @@ def main(argv=None) -> None:
 
     table = markdown_table(rows)
     print(table)
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps({"command": command, "machine": info, "args": vars(args), "results": rows}, indent=2))
     ram = info["total_ram_bytes"] / (1 << 30)
-    out.with_suffix(".md").write_text(
+    write_results(args.out, {"command": command, "machine": info, "args": vars(args), "results": rows}, (
         f"# Synthetic generator throughput\n\n"
         f"Command:\n\n```\n{command}\n```\n\n"
         f"Machine: {info['nproc']} CPUs, {ram:.1f} GiB RAM, {info['platform']}; Python {info['python']}, "
@@ -152,8 +128,7 @@ def main(argv=None) -> None:
         f"(median seconds, max peak RSS). `ingest` = generate + write the whole Delta lake (nodes and edges) "
         f"with `tma_spark.ingest.ingest`; `parquet` = edges only to Parquet; `noop` = edges only to the noop "
         f"sink (generation alone). edges/s = edges / wall seconds. Workers RSS = summed RSS of the JVM's "
-        f"Python workers, sampled every 50 ms.\n\n{table}\n")
-    log.info("wrote %s and %s", out, out.with_suffix(".md"))
+        f"Python workers, sampled every 50 ms.\n\n{table}\n"))
 
 
 if __name__ == "__main__":

@@ -46,8 +46,7 @@ def main() -> None:
     args = ap.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s", datefmt="%H:%M:%S")
     os.environ.setdefault("TMA_SPARK_MASTER", f"local[{max(args.parts, os.cpu_count() or 1)}]")
-    from tma_spark.ingest import IngestConfig
-    from tma_spark.ingest import ingest
+    from tma_spark.ingest import IngestConfig, ingest
     from tma_spark.partition import PartitionConfig, partition
     from tma_spark.session import get_spark
     from tma_spark.train import TrainConfig, train

@@ -1,16 +1,32 @@
-"""Measurement helpers shared by the benchmark scripts (Linux /proc and psutil)."""
+"""What the benchmark scripts share: measurement (Linux /proc and psutil), Spark start-up, child processes
+whose memory is their own, the median of repeated runs, and report formatting."""
 
 from __future__ import annotations
 
 import datetime as dt
+import json
+import logging
 import os
 import platform
+import shlex
+import statistics
+import subprocess
+import sys
 import threading
+import time
 from pathlib import Path
+from typing import Callable
 
 import psutil
 
-__all__ = ["reset_peak", "peak_rss", "find_jvm", "dir_size", "machine_info", "Watch"]
+__all__ = ["RESULTS", "MB", "reset_peak", "peak_rss", "find_jvm", "dir_size", "machine_info", "Watch",
+           "start_spark", "shell_command", "mb", "median_run", "write_results", "run_worker", "worker_main"]
+
+log = logging.getLogger("benchmarks")
+
+#: Where the benchmarks write their results by default.
+RESULTS = Path(__file__).resolve().parent / "results"
+MB = 1 << 20
 
 
 def reset_peak(pid: int) -> None:
@@ -136,3 +152,92 @@ class Watch:
         self.jvm_cpu_s = sum(v for (pid, _), v in used.items() if self.jvm is not None and pid == self.jvm.pid)
         self.workers_cpu_s = sum(v for (pid, _), v in used.items() if pid in workers)
         self.other_cpu_s = sum(v for (pid, _), v in used.items() if pid not in ours)
+
+
+def start_spark(master: str, app_name: str):
+    """A Spark session on ``master`` and its JVM process (None, with a warning, when it is not found)."""
+    from tma_spark.session import get_spark
+
+    log.info("starting Spark (%s)", master)
+    spark = get_spark(master=master, app_name=app_name)
+    jvm = find_jvm()
+    if jvm is None:
+        log.warning("Spark JVM not found among this process's children: no JVM memory figures")
+    return spark, jvm
+
+
+def shell_command() -> str:
+    """The command line that ran this script, runnable again from any folder (for the results file)."""
+    return f"cd {shlex.quote(os.getcwd())} && {shlex.join([sys.executable, *sys.argv])}"
+
+
+def mb(x: int | None, digits: int = 0) -> str:
+    """Bytes as MB for a table cell; ``-`` for None."""
+    return "-" if x is None else f"{x / MB:,.{digits}f}"
+
+
+def median_run(runs: list[dict]) -> dict:
+    """Repeated runs of one job as one row: the median run's figures with the median seconds, the largest of
+    each peak RSS over all runs, and the runs themselves (under ``runs``)."""
+    med = sorted(runs, key=lambda r: r["seconds"])[len(runs) // 2]
+    peaks = {key: max((r[key] for r in runs if r.get(key) is not None), default=None)
+             for key in ("driver_peak_rss", "jvm_peak_rss", "workers_peak_rss")}
+    return {**med, "seconds": statistics.median(r["seconds"] for r in runs), **peaks, "runs": runs}
+
+
+def write_results(path: str | Path, data: dict, markdown: str) -> None:
+    """Write ``data`` as JSON at ``path`` and ``markdown`` beside it (same name, ``.md``)."""
+    out = Path(path)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(data, indent=2))
+    out.with_suffix(".md").write_text(markdown)
+    log.info("wrote %s and %s", out, out.with_suffix(".md"))
+
+
+def run_worker(script: str, kind: str, spec: dict, workdir: Path, timeout: float | None = None) -> dict:
+    """Run worker ``kind`` of ``script`` in a child process (see :func:`worker_main`), with a timeout.
+
+    The child's peak memory is its own, and an out-of-memory kill or a crash is recorded instead of ending the
+    benchmark. Returns ``status`` (ok / failed / timeout), ``returncode``, ``wall_s``, the sampled peak RSS of
+    the child, CPU seconds used outside the benchmark meanwhile, the load before it, a ``note`` when it did not
+    finish, and, when it did, the worker's own figures.
+    """
+    spec = dict(spec, result=str(workdir / f"{kind}_result.json"))
+    Path(spec["result"]).unlink(missing_ok=True)
+    cmd = [sys.executable, os.path.abspath(script), "--_worker", kind, "--_spec", json.dumps(spec)]
+    with Watch() as watch:
+        t0 = time.perf_counter()
+        proc = subprocess.Popen(cmd)
+        watch.sampled, watch.sampled_self = psutil.Process(proc.pid), True
+        try:
+            rc = proc.wait(timeout=timeout)
+            status = "ok" if rc == 0 else "failed"
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+            rc, status = None, "timeout"
+        wall = time.perf_counter() - t0
+    row = {"status": status, "returncode": rc, "wall_s": wall, "sampled_peak_rss": watch.sampled_peak or None,
+           "other_cpu_s": watch.other_cpu_s, "loadavg_1m_before": watch.loadavg}
+    if status == "ok":
+        row.update(json.loads(Path(spec["result"]).read_text()))
+    elif status == "failed":
+        row["note"] = (f"exit code {rc}" + (" (killed by signal %d%s)" % (-rc, ", likely out of memory" if rc == -9 else "")
+                                            if rc is not None and rc < 0 else ""))
+    else:
+        row["note"] = f"killed after the {timeout:g} s timeout"
+    return row
+
+
+def worker_main(workers: dict[str, Callable[[dict], dict]], argv: list[str] | None = None) -> bool:
+    """In a child started by :func:`run_worker` (``--_worker KIND --_spec JSON``): run ``workers[KIND](spec)``,
+    add the child's peak RSS (VmHWM) and write the figures as JSON where the parent reads them; True.
+    Anywhere else: False (the script goes on as its ordinary self)."""
+    argv = sys.argv[1:] if argv is None else argv
+    if len(argv) != 4 or argv[0] != "--_worker" or argv[2] != "--_spec":
+        return False
+    spec = json.loads(argv[3])
+    result = workers[argv[1]](spec)
+    result["peak_rss"] = peak_rss()
+    Path(spec["result"]).write_text(json.dumps(result))
+    return True

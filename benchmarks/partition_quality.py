@@ -19,8 +19,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from tma_spark.ingest import IngestConfig
-from tma_spark.ingest import ingest
+from tma_spark.ingest import IngestConfig, ingest
 from tma_spark.partition import PartitionConfig, partition
 from tma_spark.session import get_spark
 

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The standard benchmark suite (issue 6): every method (central, ddp, psgd-pa, llcg, random, super) with the
+# The standard benchmark suite: every method (central, ddp, psgd-pa, llcg, random, super) with the
 # same model, hyper-parameters, budget and cores, K = 4, several seeds, on
 #   Amazon Computers and Coauthor CS (node classification), ogbn-arxiv (link prediction, FastRP features),
 #   a synthetic graph of 10^7 edges (node classification).

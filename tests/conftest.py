@@ -23,8 +23,7 @@ def spark():
 @pytest.fixture(scope="session")
 def cora_lake(spark, tmp_path_factory):
     """The bundled Cora graph ingested once into a Delta lake (read-only for tests)."""
-    from tma_spark.ingest import IngestConfig
-    from tma_spark.ingest import ingest
+    from tma_spark.ingest import IngestConfig, ingest
 
     path = str(tmp_path_factory.mktemp("cora") / "lake")
     ingest(spark, IngestConfig(lake=path, dataset="cora"))

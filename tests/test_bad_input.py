@@ -75,6 +75,13 @@ def _malicious(run, tmp):
     (run / "best.pt").write_bytes(pickle.dumps(_Evil(str(tmp / "PWNED"))))
 
 
+def _parts_with_meta(world, tmp_path, text):
+    parts = tmp_path / "parts"
+    shutil.copytree(world["parts"], parts)
+    (parts / "_tma_parts.json").write_text(text)
+    return str(parts)
+
+
 def _train(w, out, *extra):
     return ["train", "--lake", w["lake"], "--partitions", w["parts"], "--out", out, "-T", "1", "--max-rounds", "1",
             "--hidden", "16", *extra]
@@ -98,6 +105,12 @@ CASES = [
     ("train-malformed-fault", lambda w, t: _train(w, t / "R", "--inject-failure", "trainer-1"), "KIND:PART:ROUND"),
     ("train-parts-of-another-lake", lambda w, t: ["train", "--lake", w["lake"], "--partitions", w["run"], "--out",
                                                   t / "R"], "is not a partitions folder"),
+    ("train-corrupted-parts-meta", lambda w, t: ["train", "--lake", w["lake"], "--partitions",
+                                                 _parts_with_meta(w, t, "{torn"), "--out", t / "R"],
+     "_tma_parts.json is not valid JSON"),
+    ("train-foreign-parts-meta", lambda w, t: ["train", "--lake", w["lake"], "--partitions",
+                                               _parts_with_meta(w, t, '{"config": {"k": 2}}'), "--out", t / "R"],
+     "_tma_parts.json lacks parts"),
     ("train-existing-run", lambda w, t: _train(w, w["run"]), "already exists (finished)"),
     ("train-resume-nothing", lambda w, t: _train(w, t / "R", "--resume"), "holds no run to resume"),
     ("train-resume-and-overwrite", lambda w, t: _train(w, w["run"], "--resume", "--overwrite"), "pass one of them"),

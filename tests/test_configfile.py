@@ -6,7 +6,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tma_spark.cli import _parse, build_parser
+from tma_spark.cli import _parse
+from tma_spark.commands import SETTINGS
 from tma_spark.configfile import apply_overrides, command_defaults, load_config
 from tma_spark.errors import ConfigError
 from tma_spark.tracking import tracking_settings
@@ -33,9 +34,8 @@ def test_file_values_are_defaults_and_flags_override(tmp_path):
 
 def test_the_quickstart_config_is_valid_for_every_step():
     doc = load_config(str(REPO / "examples" / "quickstart.yaml"))
-    parser = build_parser()
     for step in ("ingest", "partition", "train", "infer"):
-        assert command_defaults(doc, step, parser._tma_subparsers[step])
+        assert command_defaults(doc, step, SETTINGS[step])
 
 
 @pytest.mark.parametrize("doc,fragment", [

@@ -11,7 +11,6 @@ from tma_spark.infer import InferConfig, infer
 from tma_spark.infer.job import load_run
 from tma_spark.train import TrainConfig, train
 from tma_spark.train.graphdata import build_graph, message_passing_edges, read_table
-from tma_spark.train.models import build_model
 
 pytestmark = pytest.mark.spark
 
@@ -28,7 +27,7 @@ def _pyg_outputs(lake, run, task):
     _, state, spec = load_run(run)
     g = build_graph(read_table(f"{lake}/nodes", "delta", ["id", "features", "label", "split"]),
                     message_passing_edges(read_table(f"{lake}/edges", "delta", ["src", "dst", "split"]), task))
-    model = build_model(spec["model"], spec["in_dim"], spec["hidden"], spec["out_dim"], spec["layers"])
+    model = spec.build()
     model.load_state_dict(state)
     model.eval()
     with torch.no_grad():
@@ -88,8 +87,7 @@ def test_bad_runs_and_lakes_are_refused(spark, cli, cora_lake, tmp_path):
     assert code == 2 and "not a tma_spark model state dict" in err
     # A model trained on 1433 features cannot run on a lake with 2.
     from helpers import EDGE_SCHEMA, NODE_SCHEMA, good_edges, good_nodes, write_graph
-    from tma_spark.ingest import IngestConfig
-    from tma_spark.ingest import ingest
+    from tma_spark.ingest import IngestConfig, ingest
 
     npath, epath = write_graph(spark, tmp_path, good_nodes(), good_edges(), NODE_SCHEMA, EDGE_SCHEMA)
     small = str(tmp_path / "small")

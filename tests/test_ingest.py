@@ -8,8 +8,7 @@ from pyspark.ml.linalg import SparseVector, Vectors
 from pyspark.sql import functions as F
 
 from helpers import EDGE_SCHEMA, NODE_SCHEMA, good_edges, good_nodes, leftovers, write_graph
-from tma_spark.ingest import IngestConfig
-from tma_spark.ingest import ingest
+from tma_spark.ingest import IngestConfig, ingest
 from tma_spark.lake import open_lake
 
 pytestmark = pytest.mark.spark

@@ -9,6 +9,7 @@ from pyspark.sql import functions as F
 from helpers import EDGE_SCHEMA, NODE_SCHEMA, leftovers, write_graph
 from tma_spark.ingest import IngestConfig
 from tma_spark.errors import TmaSparkError
+from tma_spark.events import Recorder
 from tma_spark.ingest import ingest
 from tma_spark.partition import PartitionConfig, partition
 from tma_spark.partition.strategies import random_part
@@ -22,7 +23,9 @@ def _read(spark, parts, table):
 
 def test_random_partition_outputs_and_statistics(spark, cora_lake, tmp_path):
     out = tmp_path / "parts"
-    stats = partition(spark, PartitionConfig(lake=cora_lake, out=str(out), parts=4, seed=1))
+    with Recorder("partition.phase") as phases:
+        stats = partition(spark, PartitionConfig(lake=cora_lake, out=str(out), parts=4, seed=1))
+    assert [e.fields["phase"] for e in phases.events] == ["setup", "assignment", "nodes", "edges", "stats", "commit"]
     assert sorted(os.listdir(out)) == ["_tma_parts.json", "assignment", "edges", "nodes", "stats.json", "stats.png"]
     assert json.loads((out / "stats.json").read_text()) == stats
     assert (out / "stats.png").read_bytes()[:4] == b"\x89PNG"

@@ -13,6 +13,7 @@ import torch
 from tma_spark.errors import TmaSparkError
 from tma_spark.partition import PartitionConfig, partition
 from tma_spark.train import TrainConfig, train
+from tma_spark.train.contract import ModelSpec, Source, TrainerSpec
 from tma_spark.train.models import MODELS, build_model
 
 pytestmark = pytest.mark.spark
@@ -35,7 +36,7 @@ def test_two_round_barrier_run_writes_a_complete_run_folder(spark, cora_lake, co
     s = train(spark, TrainConfig(lake=cora_lake, partitions=cora_parts, out=str(out), round_seconds=2,
                                  time_limit=60, max_rounds=2, hidden=32))
     assert sorted(os.listdir(out)) == ["best.pt", "checkpoint.pt", "config.json", "curves.png", "last.pt",
-                                  "metrics.jsonl", "summary.json"]
+                                  "metrics.jsonl", "model.json", "summary.json"]
     rows = [json.loads(l) for l in (out / "metrics.jsonl").read_text().splitlines()]
     assert [r["round"] for r in rows] == [1, 2]
     assert all(len(r["steps"]) == 2 and min(r["steps"]) >= 1 for r in rows)
@@ -48,6 +49,9 @@ def test_two_round_barrier_run_writes_a_complete_run_folder(spark, cora_lake, co
     state = torch.load(out / "best.pt", weights_only=True)
     model = build_model("sage", 1433, 32, 7)
     model.load_state_dict(state)
+    spec = ModelSpec.from_json(json.loads((out / "model.json").read_text()))
+    assert spec == ModelSpec("sage", 1433, 32, 7, layers=2, dropout=0.5)
+    spec.build().load_state_dict(state)
     assert json.loads((out / "summary.json").read_text()) == s
 
 
@@ -68,8 +72,7 @@ def test_not_enough_slots_fails_before_training(spark, cora_lake, tmp_path):
 
 
 def test_partitions_from_another_lake_and_psgd_pa_on_random_parts(spark, cora_lake, cora_parts, tmp_path):
-    from tma_spark.ingest import IngestConfig
-    from tma_spark.ingest import ingest
+    from tma_spark.ingest import IngestConfig, ingest
 
     other = str(tmp_path / "other")
     ingest(spark, IngestConfig(lake=other, dataset="cora"))
@@ -239,14 +242,18 @@ def test_link_task_needs_an_edge_split(spark, cora_lake, tmp_path):
 
 
 def test_cached_part_is_reloaded_when_data_or_objective_settings_change():
+    from dataclasses import replace
+
     from tma_spark.train.executor import _cache_key
 
-    source = {"path": "/p", "version": 1.0}
-    spec = {"task": "node", "sampler": "full", "fanouts": [25, 10], "batch_size": 1024, "in_dim": 8, "hidden": 16}
+    source = Source("parts", "/p", "delta", 1.0)
+    spec = TrainerSpec(model=ModelSpec("sage", 8, 16, 3), source=source, task="node", sampler="full",
+                       fanouts=(25, 10), batch_size=1024)
     cpu = torch.device("cpu")
-    key = _cache_key(source, 0, spec, cpu)
-    assert _cache_key(dict(source), 0, dict(spec), cpu) == key
-    assert _cache_key({**source, "version": 2.0}, 0, spec, cpu) != key  # PARTS re-written at the same path
-    assert _cache_key(source, 1, spec, cpu) != key
-    for change in ({"sampler": "neighbor"}, {"task": "link"}, {"fanouts": [5, 5]}, {"batch_size": 64}):
-        assert _cache_key(source, 0, {**spec, **change}, cpu) != key
+    key = _cache_key(spec, 0, None, cpu)
+    assert _cache_key(replace(spec), 0, None, cpu) == key
+    assert _cache_key(replace(spec, source=replace(source, version=2.0)), 0, None, cpu) != key  # PARTS re-written
+    assert _cache_key(spec, 1, None, cpu) != key
+    assert _cache_key(spec, 0, (0, 2), cpu) != key  # ddp: another shard of the targets
+    for change in ({"sampler": "neighbor"}, {"task": "link"}, {"fanouts": (5, 5)}, {"batch_size": 64}):
+        assert _cache_key(replace(spec, **change), 0, None, cpu) != key

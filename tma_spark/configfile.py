@@ -12,25 +12,27 @@ One file describes a pipeline; each command reads the part it needs, and command
     infer:     {checkpoint: best}
     mlflow:    {tracking_uri: file:./mlruns, experiment: tma_spark}   # or: mlflow: true
 
-A section's keys are the command's long flags with ``_`` for ``-`` (``round_seconds`` is
-``--round-seconds``). Every key and value is checked against the command's flags before any Spark job
-starts: an unknown key, a wrong type or a value outside the allowed choices is a :class:`ConfigError`
-that names the file, the key and what is allowed. Pure functions; no Spark.
+A section's keys are the command's settings, the fields of the dataclass that declares its flags (see
+:mod:`tma_spark.settings`): its long flags with ``_`` for ``-`` (``round_seconds`` is ``--round-seconds``), with
+two exceptions, ingest's ``input_format`` (``--format``) and train's ``inject_failures`` (``--inject-failure``).
+Every key and value is checked against those fields before any Spark job starts: an unknown key, a wrong type
+or a value outside the allowed choices is a :class:`ConfigError` that names the file, the key and what is
+allowed. Pure functions; no Spark.
 """
 
 from __future__ import annotations
 
-import argparse
 import difflib
 import os
 from typing import Dict, List, Optional, Sequence
 
 from .errors import ConfigError
+from .settings import coerce, specs
 
 __all__ = ["load_config", "command_defaults", "apply_overrides", "STEPS", "PATH_KEYS", "TOP_LEVEL"]
 
 STEPS = ("ingest", "partition", "train", "infer")
-#: For each command: its flag (dest) -> the top-level path key that fills it.
+#: For each command: its setting -> the top-level path key that fills it.
 PATH_KEYS: Dict[str, Dict[str, str]] = {
     "ingest": {"lake": "lake"},
     "info": {"lake": "lake"},
@@ -40,8 +42,6 @@ PATH_KEYS: Dict[str, Dict[str, str]] = {
     "bench": {"lake": "lake"},
 }
 TOP_LEVEL = ("lake", "partitions", "run", "predictions", "master", "mlflow") + STEPS + ("bench",)
-#: Flags that are not settings of a step (they belong to the invocation, not to the pipeline).
-_NOT_SETTINGS = {"help", "config", "quiet", "verbose", "command", "set", "mlflow"}
 
 
 def load_config(path: str) -> dict:
@@ -73,55 +73,22 @@ def _suggest(word: str, choices: Sequence[str]) -> str:
     return f" (did you mean {close[0]!r}?)" if close else ""
 
 
-def _settings(sub: argparse.ArgumentParser) -> Dict[str, argparse.Action]:
-    return {a.dest: a for a in sub._actions if a.dest not in _NOT_SETTINGS and a.dest != argparse.SUPPRESS}
-
-
-def _coerce(where: str, action: argparse.Action, value):
-    """A YAML value as the flag's parsed value, or a ConfigError naming ``where`` and what is allowed."""
-    flag = max(action.option_strings, key=len) if action.option_strings else action.dest
-    if isinstance(action, argparse._StoreTrueAction):
-        if not isinstance(value, bool):
-            raise ConfigError(f"{where} = {value!r} must be true or false ({flag}).")
-        return value
-    if value is None:
-        return None
-    if action.type in (int, float):
-        ok = isinstance(value, (int, float)) and not isinstance(value, bool)
-        if action.type is int:
-            ok = ok and float(value) == int(value)
-        if not ok:
-            kind = "a whole number" if action.type is int else "a number"
-            raise ConfigError(f"{where} = {value!r} must be {kind} ({flag}).")
-        value = action.type(value)
-    elif isinstance(value, (list, tuple)):
-        value = ",".join(str(v) for v in value)  # e.g. split: [0.6, 0.2, 0.2] -> "0.6,0.2,0.2"
-    elif isinstance(value, dict):
-        raise ConfigError(f"{where} must be a single value, not a mapping ({flag}).")
-    else:
-        value = str(value) if not isinstance(value, bool) else str(value).lower()
-    if action.choices is not None and value not in action.choices:
-        raise ConfigError(f"{where} = {value!r} is not one of {', '.join(map(str, action.choices))} ({flag}).")
-    return value
-
-
-def command_defaults(doc: dict, command: str, sub: argparse.ArgumentParser) -> dict:
-    """The values a config file gives the flags of ``command`` (shared paths, then its own section)."""
+def command_defaults(doc: dict, command: str, settings_class: type) -> dict:
+    """The values config file ``doc`` gives the settings of ``command`` (declared by ``settings_class``): the
+    shared paths, then its own section. Each is checked against the setting's type and choices."""
     path = doc.get("_path", "config")
-    settings = _settings(sub)
+    settings = {spec.name: spec for spec in specs(settings_class)}
     values: dict = {}
-    for dest, key in PATH_KEYS.get(command, {}).items():
+    for name, key in PATH_KEYS.get(command, {}).items():
         if doc.get(key) is not None:
-            values[dest] = _coerce(f"{path}: {key}", settings[dest], doc[key])
-    if doc.get("master") is not None and "master" in settings:
-        values["master"] = str(doc["master"])
+            values[name] = coerce(f"{path}: {key}", settings[name], doc[key])
     for key, value in (doc.get(command) or {}).items():
-        dest = str(key).replace("-", "_")
-        if dest not in settings or dest == "master":
-            allowed = sorted(d for d in settings if d != "master")
-            raise ConfigError(f"{path}: {command}.{key} is not a {command} setting{_suggest(dest, allowed)}. "
+        name = str(key).replace("-", "_")
+        if name not in settings:
+            allowed = sorted(settings)
+            raise ConfigError(f"{path}: {command}.{key} is not a {command} setting{_suggest(name, allowed)}. "
                               f"Allowed: {', '.join(allowed)}.")
-        values[dest] = _coerce(f"{path}: {command}.{key}", settings[dest], value)
+        values[name] = coerce(f"{path}: {command}.{key}", settings[name], value)
     return values
 
 

@@ -80,7 +80,7 @@ def _reusable_parts(spark, cfg, lake) -> bool:
 
 def run_pipeline(args: argparse.Namespace) -> dict:
     """Run the pipeline described by ``args.config`` (with ``args.set`` overrides); return a summary."""
-    from .cli import BUILDERS, _step_args
+    from .commands import config_from_file
     from .configfile import STEPS, apply_overrides, load_config
     from .session import get_spark, running_under_cluster_launcher
 
@@ -89,7 +89,7 @@ def run_pipeline(args: argparse.Namespace) -> dict:
     if args.overwrite:
         for step in steps:
             doc[step] = {**(doc.get(step) or {}), "overwrite": True}
-    cfgs = {step: BUILDERS[step](_step_args(doc, step)) for step in steps}  # all validated before Spark
+    cfgs = {step: config_from_file(doc, step) for step in steps}  # all validated before Spark
     tracker = Tracker(tracking_settings(args.mlflow, doc.get("mlflow")))
     master = args.master or doc.get("master")
     if master is None and not running_under_cluster_launcher():

@@ -1,5 +1,6 @@
 """Benchmark of TMA against the baselines (``tma-spark bench``); :mod:`.report` holds the pure maths."""
 
-from .job import METHODS, BenchConfig, bench
+from .config import METHODS, BenchConfig
+from .job import bench
 
 __all__ = ["BenchConfig", "bench", "METHODS"]

@@ -24,114 +24,18 @@ import logging
 import os
 import platform
 import shutil
-from dataclasses import asdict, dataclass
-from typing import Tuple
+from dataclasses import asdict
 
 from pyspark.sql import SparkSession
 
 from .. import fs
-from ..errors import ConfigError, TmaSparkError
-from ..partition.supernodes import SUPER_METHODS
+from ..errors import TmaSparkError
+from .config import METHODS, PLAN, BenchConfig, previous_runs
 from .report import aggregate, curves_figure, render_markdown, speedups, time_to_target
 
 __all__ = ["BenchConfig", "bench", "METHODS"]
 
 log = logging.getLogger(__name__)
-
-METHODS = ("central", "ddp", "psgd-pa", "llcg", "random", "super")
-#: method -> (train mode, partition strategy or None)
-_PLAN = {"central": ("central", None), "ddp": ("ddp", None), "psgd-pa": ("psgd-pa", "metis"),
-         "llcg": ("llcg", "metis"),
-         "random": ("tma", "random"), "super": ("tma", "super")}
-
-
-@dataclass
-class BenchConfig:
-    """What ``tma-spark bench`` compares (every method gets the same settings)."""
-
-    lake: str
-    out: str
-    methods: Tuple[str, ...] = METHODS
-    budget: float = 120.0
-    seeds: int = 3
-    parts: int = 4
-    round_seconds: float = 10.0
-    task: str = "node"
-    model: str = "sage"
-    hidden: int = 256
-    layers: int = 2
-    dropout: float = 0.5
-    lr: float = 0.005
-    sampler: str = "auto"
-    target_fraction: float = 0.98
-    #: SuperTMA's super-nodes: ``lpa`` (label propagation, the default of ``partition``) or ``metis`` (the
-    #: authors' choice; much faster than the built-in label propagation on large graphs without GraphFrames).
-    super_method: str = "lpa"
-    overwrite: bool = False
-    #: keep the seeds already completed in ``out`` with the same settings; run only the missing ones
-    resume: bool = False
-
-    def validate(self) -> "BenchConfig":
-        unknown = [m for m in self.methods if m not in METHODS]
-        checks = [
-            (not unknown, f"--methods: {', '.join(unknown)} not supported; choose from {', '.join(METHODS)}."),
-            ("central" in self.methods, "--methods must include central: the time-to-target target is 98% of "
-                                        "central's best validation metric."),
-            (len(set(self.methods)) == len(self.methods), "--methods lists a method twice."),
-            (self.budget > 0, f"--budget {self.budget} must be positive (seconds of training per run)."),
-            (self.seeds >= 1, f"--seeds {self.seeds} must be at least 1."),
-            (self.parts >= 2, f"--parts {self.parts} must be at least 2."),
-            (self.round_seconds > 0, f"--round-seconds {self.round_seconds} must be positive."),
-            (0 < self.target_fraction <= 1, f"--target-fraction {self.target_fraction} must be in (0, 1]."),
-            (self.super_method in SUPER_METHODS,
-             f"--super-method {self.super_method!r} is not one of {', '.join(SUPER_METHODS)}."),
-            (not (self.overwrite and self.resume), "--overwrite and --resume contradict each other: --overwrite "
-                                                   "discards BENCH, --resume keeps its completed seeds."),
-        ]
-        for ok, message in checks:
-            if not ok:
-                raise ConfigError(message)
-        self._train_config("central", None, os.path.join(self.out, "check"), 0).validate()  # model, task, ...
-        if self.resume:
-            _previous_runs(self)  # a settings mismatch fails here, before Spark starts
-        return self
-
-    def settings(self) -> dict:
-        """What must match for runs to be comparable (everything but where they go and how many seeds)."""
-        return {k: (list(v) if isinstance(v, tuple) else v) for k, v in asdict(self).items()
-                if k not in ("out", "seeds", "overwrite", "resume")}
-
-    def _train_config(self, method: str, parts, out: str, seed: int):
-        from ..train import TrainConfig
-
-        return TrainConfig(lake=self.lake, partitions=parts, out=out, task=self.task, model=self.model,
-                           mode=_PLAN[method][0], round_seconds=self.round_seconds, time_limit=self.budget,
-                           hidden=self.hidden, layers=self.layers, dropout=self.dropout, lr=self.lr,
-                           sampler=self.sampler, seed=seed, workers=self.parts)
-
-
-def _previous_runs(cfg: BenchConfig) -> list:
-    """The runs of every seed below ``cfg.seeds`` that an earlier invocation completed in ``cfg.out`` for all
-    of ``cfg.methods``, from ``results.json`` or, after a crash, ``results.partial.json``; ``[]`` when there
-    are none. Raises ``ConfigError`` when they were made with other settings."""
-    for name in ("results.partial.json", "results.json"):
-        path = os.path.join(cfg.out, name)
-        if os.path.exists(path):
-            break
-    else:
-        return []
-    with open(path) as fh:
-        saved = json.load(fh)
-    before = saved.get("settings") or {k: saved["meta"].get(k) for k in cfg.settings()}
-    before["methods"] = list(before["methods"])
-    changed = [f"{k} {before.get(k)!r} -> {v!r}" for k, v in cfg.settings().items() if before.get(k) != v]
-    if changed:
-        raise ConfigError(f"--resume: {path} was made with other settings ({'; '.join(changed)}), so its runs "
-                          "are not comparable with these. Fix: rerun with the same settings, or pass --overwrite "
-                          "(or another --out) to start again.")
-    runs = saved["runs"]
-    complete = [s for s in range(cfg.seeds) if {r["method"] for r in runs if r["seed"] == s} >= set(cfg.methods)]
-    return [r for r in runs if r["seed"] in complete]
 
 
 def _machine() -> str:
@@ -156,11 +60,11 @@ def _parts(spark: SparkSession, cfg: BenchConfig, strategy: str, seed: int) -> s
 def _one_run(spark: SparkSession, cfg: BenchConfig, method: str, seed: int) -> dict:
     from ..train import train
 
-    strategy = _PLAN[method][1]
+    strategy = PLAN[method][1]
     parts = _parts(spark, cfg, strategy, seed) if strategy else None
     out = os.path.join(cfg.out, "runs", f"{method}-s{seed}")
     log.info("bench: %s, seed %d, %.0f s", method, seed, cfg.budget)
-    summary = train(spark, cfg._train_config(method, parts, out, seed))
+    summary = train(spark, cfg.train_config(method, parts, out, seed))
     with open(os.path.join(out, "metrics.jsonl")) as fh:
         rows = [json.loads(line) for line in fh]
     return {"method": method, "seed": seed, "test": summary["test"], "best_val": summary["best_val"],
@@ -173,7 +77,7 @@ def bench(spark: SparkSession, cfg: BenchConfig, command: str = "") -> dict:
     """Run every method for every seed; write results.json, report.md and curves.png; return the results."""
     cfg.validate()
     cfg.out = os.path.abspath(cfg.out)
-    kept = _previous_runs(cfg) if cfg.resume else []
+    kept = previous_runs(cfg) if cfg.resume else []
     if os.path.exists(cfg.out) and not cfg.resume:
         if not cfg.overwrite:
             raise TmaSparkError(f"Benchmark folder {cfg.out} already exists. Fix: pass --resume to add the seeds it "

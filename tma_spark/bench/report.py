@@ -78,7 +78,7 @@ def _time_to_target(row: dict) -> str:
 
 
 def target_checks(rows: Sequence[dict], ups: dict, metric: str = "metric") -> List[str]:
-    """The issue's targets, one plain sentence each ending in ``met`` or ``MISSED``: each TMA method's test
+    """The benchmark's targets, one plain sentence each ending in ``met`` or ``MISSED``: each TMA method's test
     metric at or above psgd-pa and llcg and within 0.5 points of central, and the best TMA method's
     time-to-target speed-up over the fastest baseline at least 2.31x (the paper's figure)."""
     lines = []

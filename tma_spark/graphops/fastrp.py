@@ -19,6 +19,7 @@ import pyarrow as pa
 from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
+from ..arrays import splitmix64
 from .propagate import degrees, propagate, undirected_edges, vector_column, vector_matrix
 
 __all__ = ["fastrp_features", "random_projection"]
@@ -27,23 +28,12 @@ log = logging.getLogger(__name__)
 
 SPARSITY = 3.0  # s in the paper: density 1/s
 _STATE_SCHEMA = "id long, h array<float>, acc array<float>"
-_GOLDEN = 0x9E3779B97F4A7C15
-
-
-def _mix(x: np.ndarray, seed: int) -> np.ndarray:
-    """splitmix64 of ``x`` xor a seed-derived constant (uint64, elementwise)."""
-    with np.errstate(over="ignore"):
-        z = x.astype(np.uint64) ^ np.uint64((seed * _GOLDEN) & 0xFFFFFFFFFFFFFFFF)
-        z = z + np.uint64(_GOLDEN)
-        z = (z ^ (z >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
-        z = (z ^ (z >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
-        return z ^ (z >> np.uint64(31))
 
 
 def random_projection(ids: np.ndarray, dim: int, seed: int) -> np.ndarray:
     """Rows ``ids`` of the very sparse random matrix ``R_0`` (float64, ``(len(ids), dim)``); a pure function."""
     cols = np.arange(dim, dtype=np.uint64)
-    z = _mix(_mix(np.asarray(ids, np.int64), seed)[:, None] ^ cols[None, :], seed + 1)
+    z = splitmix64(splitmix64(np.asarray(ids, np.int64), seed)[:, None] ^ cols[None, :], seed + 1)
     u = (z >> np.uint64(11)).astype(np.float64) / float(1 << 53)
     p = 1.0 / (2.0 * SPARSITY)
     return np.sqrt(SPARSITY) * ((u < p).astype(np.float64) - ((u >= p) & (u < 2 * p)))

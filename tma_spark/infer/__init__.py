@@ -1,16 +1,19 @@
-"""Exact full-graph inference as Spark jobs: message passing (``propagate``), layer-wise model inference
-(``infer``) and FastRP structural features (``fastrp_features``).
+"""Exact full-graph inference as Spark jobs: layer-wise model inference (``infer``) and its config
+(``InferConfig``).
 
-``infer`` and ``InferConfig`` are imported lazily: Spark's Python workers import this package to run the
-``propagate`` and ``fastrp`` UDFs, and should not pay for importing torch and PyG.
+``infer`` is imported lazily: Spark's Python workers import this package to run the inference UDFs
+(:mod:`.layers`) and the command line imports ``InferConfig``; neither should pay for importing the job
+module (torch and PyG).
 """
+
+from .config import InferConfig
 
 __all__ = ["InferConfig", "infer"]
 
 
 def __getattr__(name):
-    if name in __all__:
-        from . import job
+    if name == "infer":
+        from .job import infer
 
-        return getattr(job, name)
+        return infer
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -23,8 +23,8 @@ import json
 import logging
 import os
 import time
-from dataclasses import asdict, dataclass
-from typing import Optional
+from dataclasses import asdict
+from typing import Tuple
 
 import numpy as np
 import torch
@@ -32,56 +32,23 @@ from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
 from .. import fs
-from ..errors import ConfigError, TmaSparkError
-from ..lake import LAKE_FORMATS, Lake, check_output_path, open_lake
-from ..train.models import build_model
+from ..errors import TmaSparkError
+from ..lake import Lake, check_output_path, open_lake
+from ..train.contract import ModelSpec
+from ..train.run_dir import read_model_spec
 from . import layers
 from .attention import attention_propagate
+from .config import InferConfig
 from ..graphops.propagate import degrees, propagate, undirected_edges, vector_matrix
 
 __all__ = ["InferConfig", "infer", "load_run"]
 
 log = logging.getLogger(__name__)
 
-CHECKPOINTS = ("best", "last")
 
-
-@dataclass
-class InferConfig:
-    """What ``tma-spark infer`` does.
-
-    Args:
-        lake: the lake the run was trained on (or another lake with the same feature dimension).
-        run: the run folder of ``tma-spark train`` (config.json and the checkpoint).
-        out: the prediction table to write (``PRED``).
-        checkpoint: ``best`` (default) or ``last``.
-        format: ``delta`` (default) or ``parquet``.
-        overwrite: replace an existing ``PRED`` (a new Delta version; the previous stays readable).
-        eval_negatives: link task: random nodes every held-out edge is ranked against (default: the run's).
-    """
-
-    lake: str
-    run: str
-    out: str
-    checkpoint: str = "best"
-    format: str = "delta"
-    overwrite: bool = False
-    eval_negatives: Optional[int] = None
-
-    def validate(self) -> "InferConfig":
-        if not (self.lake and self.run and self.out):
-            raise ConfigError("infer needs --lake, --run and --out.")
-        if self.checkpoint not in CHECKPOINTS:
-            raise ConfigError(f"--checkpoint {self.checkpoint!r} is not one of {', '.join(CHECKPOINTS)}.")
-        if self.format not in LAKE_FORMATS:
-            raise ConfigError(f"--format {self.format!r} is not one of {', '.join(LAKE_FORMATS)}.")
-        if self.eval_negatives is not None and self.eval_negatives < 1:
-            raise ConfigError(f"--eval-negatives {self.eval_negatives} must be at least 1.")
-        return self
-
-
-def load_run(run: str, checkpoint: str = "best"):
-    """(run config, state dict, model spec) of a run folder, with clear errors for anything missing or foreign."""
+def load_run(run: str, checkpoint: str = "best") -> Tuple[dict, dict, ModelSpec]:
+    """(run config, state dict, :class:`ModelSpec`) of a run folder, with clear errors for anything missing or
+    foreign. The spec is the run's ``model.json`` (derived from config.json and the weights for older runs)."""
     cfg_path, ckpt = os.path.join(run, "config.json"), os.path.join(run, f"{checkpoint}.pt")
     if not os.path.isfile(cfg_path):
         raise TmaSparkError(f"{run} is not a run folder ({cfg_path} is missing). Fix: pass the --out folder of "
@@ -96,21 +63,12 @@ def load_run(run: str, checkpoint: str = "best"):
     except Exception as exc:  # a truncated, corrupted or non-torch file
         raise TmaSparkError(f"Checkpoint {ckpt} could not be read as a tma_spark state dict ({exc}). Fix: "
                             "re-run training, or restore the file.") from exc
-    first_keys = ("convs.0.lin_l.weight", "convs.0.lin.weight", "convs.0.weight")
-    first = next((state[k] for k in first_keys if isinstance(state, dict) and k in state), None)
-    if first is None:
-        raise TmaSparkError(f"Checkpoint {ckpt} is not a tma_spark model state dict. Fix: pass a run folder "
-                            "written by 'tma-spark train'.")
-    last_key = [k for k in state if k.startswith(f"convs.{run_cfg['layers'] - 1}.") and k.endswith("weight")]
-    out_dim = int(state[last_key[0]].shape[0]) if last_key else run_cfg["hidden"]
-    spec = {"model": run_cfg["model"], "in_dim": int(first.shape[1]), "hidden": run_cfg["hidden"],
-            "out_dim": out_dim, "layers": run_cfg["layers"], "task": run_cfg["task"]}
+    spec = read_model_spec(run, run_cfg, state, ckpt)
     try:
-        model = build_model(spec["model"], spec["in_dim"], spec["hidden"], spec["out_dim"], spec["layers"])
-        model.load_state_dict(state)
+        spec.build().load_state_dict(state)
     except (RuntimeError, KeyError, ValueError) as exc:
-        raise TmaSparkError(f"Checkpoint {ckpt} does not match the model in {cfg_path} ({spec['model']}, "
-                            f"{spec['layers']} layers, hidden {spec['hidden']}): {str(exc).splitlines()[0]}. "
+        raise TmaSparkError(f"Checkpoint {ckpt} does not match the model of run {run} ({spec.kind}, "
+                            f"{spec.layers} layers, hidden {spec.hidden}): {str(exc).splitlines()[0]}. "
                             "Fix: use the checkpoint of this run folder.") from exc
     return run_cfg, state, spec
 
@@ -121,30 +79,31 @@ def _materialize(spark: SparkSession, df: DataFrame, path: str) -> DataFrame:
     return spark.read.parquet(path)
 
 
-def _layer_outputs(spark: SparkSession, lake: Lake, spec: dict, state: bytes, scratch: str) -> DataFrame:
+def _layer_outputs(spark: SparkSession, lake: Lake, spec: ModelSpec, task: str, state: bytes,
+                   scratch: str) -> DataFrame:
     """(id, vec) of the model's last layer for every node, layer by layer."""
     edges = lake.edges()
-    if spec["task"] == "link" and "split" in edges.columns:  # held-out edges stay out of the graph, as in training
+    if task == "link" and "split" in edges.columns:  # held-out edges stay out of the graph, as in training
         edges = edges.where(F.col("split").isNull() | (F.col("split") == "train"))
     und = _materialize(spark, undirected_edges(edges), f"{scratch}/edges")
-    deg = _materialize(spark, degrees(und, lake.nodes()), f"{scratch}/deg") if spec["model"] == "gcn" else None
+    deg = _materialize(spark, degrees(und, lake.nodes()), f"{scratch}/deg") if spec.kind == "gcn" else None
     h = lake.nodes().select("id", F.col("features").alias("vec"))
-    for i in range(spec["layers"]):
+    for i in range(spec.layers):
         started = time.time()
-        if spec["model"] == "mlp":
+        if spec.kind == "mlp":
             out = h.mapInArrow(layers.post_fn(spec, state, i), "id long, vec array<float>")
         else:
-            pre = _materialize(spark, h.mapInArrow(layers.pre_fn(spec, state, i), layers.PRE_SCHEMA[spec["model"]]),
+            pre = _materialize(spark, h.mapInArrow(layers.pre_fn(spec, state, i), layers.PRE_SCHEMA[spec.kind]),
                                f"{scratch}/pre{i}")
-            if spec["model"] == "gat":
+            if spec.kind == "gat":
                 joined = attention_propagate(und, pre, layers.heads(spec, state, i)).withColumnRenamed("vec", "agg")
             else:
-                how = "mean" if spec["model"] == "sage" else "gcn"
+                how = "mean" if spec.kind == "sage" else "gcn"
                 agg = propagate(und, pre.select("id", F.col("msg").alias("vec")), how, deg)
                 joined = pre.select("id", "root").join(agg.select("id", F.col("vec").alias("agg")), "id")
             out = joined.mapInArrow(layers.post_fn(spec, state, i), "id long, vec array<float>")
         h = _materialize(spark, out, f"{scratch}/layer{i}")
-        log.info("inference layer %d/%d done in %.1f s", i + 1, spec["layers"], time.time() - started)
+        log.info("inference layer %d/%d done in %.1f s", i + 1, spec.layers, time.time() - started)
     return h
 
 
@@ -187,22 +146,23 @@ def infer(spark: SparkSession, cfg: InferConfig) -> dict:
     started = time.time()
     lake = open_lake(spark, cfg.lake)
     run_cfg, state, spec = load_run(cfg.run, cfg.checkpoint)
-    if spec["in_dim"] != lake.meta.feature_dim:
-        raise TmaSparkError(f"The model of run {cfg.run} takes {spec['in_dim']} features but lake {lake.path} has "
+    task = run_cfg["task"]
+    if spec.in_dim != lake.meta.feature_dim:
+        raise TmaSparkError(f"The model of run {cfg.run} takes {spec.in_dim} features but lake {lake.path} has "
                             f"{lake.meta.feature_dim}. Fix: infer on the lake the model was trained on.")
-    if spec["task"] == "link" and not lake.meta.has_edge_split:
+    if task == "link" and not lake.meta.has_edge_split:
         raise TmaSparkError(f"Lake {lake.path} has no edge split; link-prediction metrics need held-out edges. "
                             "Fix: re-ingest the lake (ingest adds a seeded edge split).")
     out = check_output_path(spark, cfg.out, cfg.overwrite, what="Prediction table")
     scratch = fs.staging_sibling(out, "infer")
     ckpt = layers.state_bytes(state)
     try:
-        log.info("inference of %s (%s, %d layers) on %s: %d nodes, %d edges", cfg.run, spec["model"],
-                 spec["layers"], lake.path, lake.meta.num_nodes, lake.meta.num_edges)
-        h = _layer_outputs(spark, lake, spec, ckpt, scratch)
-        schema = ("id long, embedding array<float>" if spec["task"] == "link"
+        log.info("inference of %s (%s, %d layers) on %s: %d nodes, %d edges", cfg.run, spec.kind,
+                 spec.layers, lake.path, lake.meta.num_nodes, lake.meta.num_edges)
+        h = _layer_outputs(spark, lake, spec, task, ckpt, scratch)
+        schema = ("id long, embedding array<float>" if task == "link"
                   else "id long, prediction int, probabilities array<float>, logits array<float>")
-        pred = _with_node_id(lake, h.mapInArrow(layers.output_fn(spec["task"]), schema))
+        pred = _with_node_id(lake, h.mapInArrow(layers.output_fn(task), schema))
         cols = ["id", "node_id"] + [c for c in pred.columns if c not in ("id", "node_id")]
         if cfg.format == "delta":  # an overwrite is one Delta transaction: readers see the old or the new version
             pred.select(*cols).write.format("delta").mode("overwrite" if cfg.overwrite else "errorifexists").save(out)
@@ -214,11 +174,11 @@ def infer(spark: SparkSession, cfg: InferConfig) -> dict:
         fs.delete(spark, scratch)
     pred = spark.read.format(cfg.format).load(out)
     negatives = cfg.eval_negatives or run_cfg.get("eval_negatives", 100)
-    result = _evaluate(spark, lake, pred, spec["task"], negatives, run_cfg.get("seed", 0))
-    result.update(task=spec["task"], model=spec["model"], checkpoint=cfg.checkpoint, predictions=out,
+    result = _evaluate(spark, lake, pred, task, negatives, run_cfg.get("seed", 0))
+    result.update(task=task, model=spec.kind, checkpoint=cfg.checkpoint, predictions=out,
                   lake=lake.path, nodes=lake.meta.num_nodes, seconds=round(time.time() - started, 2),
                   config=asdict(cfg))
     fs.write_json_local(os.path.join(cfg.run, "eval.json"), result)
-    log.info("inference done in %.1f s: %s %s val %.4f, test %.4f -> %s", result["seconds"], spec["task"],
+    log.info("inference done in %.1f s: %s %s val %.4f, test %.4f -> %s", result["seconds"], task,
              result["metric"], result["val"] or float("nan"), result["test"] or float("nan"), out)
     return result

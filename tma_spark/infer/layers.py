@@ -8,7 +8,8 @@ Layer-wise inference splits every message-passing layer into three Spark steps::
 
 so that only per-node rows ever meet torch, never the graph. The functions
 below are built on the driver from plain values (the checkpoint as bytes, the
-model spec) and run on executors; the model is rebuilt once per Python worker.
+run's :class:`~tma_spark.train.contract.ModelSpec`) and run on executors; the
+model is rebuilt once per Python worker.
 
 How each model maps onto that split (all exact rewrites of the PyG layers):
 
@@ -27,12 +28,15 @@ How each model maps onto that split (all exact rewrites of the PyG layers):
 from __future__ import annotations
 
 import io
-from typing import Callable, Dict, Iterator
+from typing import TYPE_CHECKING, Callable, Dict, Iterator
 
 import numpy as np
 import pyarrow as pa
 
 from ..graphops.propagate import vector_column, vector_matrix
+
+if TYPE_CHECKING:  # the executors import torch only when a function runs
+    from ..train.contract import ModelSpec
 
 __all__ = ["PRE_SCHEMA", "pre_fn", "post_fn", "output_fn", "link_ranks", "narrows", "state_bytes",
            "heads"]
@@ -42,18 +46,16 @@ PRE_SCHEMA = {"sage": "id long, msg array<float>, root array<float>",
               "gcn": "id long, msg array<float>, root array<float>",
               "gat": "id long, xw array<float>, a_src array<float>, a_dst array<float>"}
 
-_MODELS: Dict[int, object] = {}
+_MODELS: Dict[tuple, object] = {}
 
 
-def _model(spec: dict, state: bytes):
+def _model(spec: "ModelSpec", state: bytes):
     """The evaluated model for ``spec`` and ``state``, built once per Python worker."""
-    key = hash(state)
+    key = (spec, hash(state))
     if key not in _MODELS:
         import torch
 
-        from ..train.models import build_model
-
-        model = build_model(spec["model"], spec["in_dim"], spec["hidden"], spec["out_dim"], spec["layers"])
+        model = spec.build()
         model.load_state_dict(torch.load(io.BytesIO(state), weights_only=True, map_location="cpu"))
         model.eval()
         _MODELS.clear()
@@ -61,9 +63,9 @@ def _model(spec: dict, state: bytes):
     return _MODELS[key]
 
 
-def narrows(spec: dict, layer: int) -> bool:
+def narrows(spec: "ModelSpec", layer: int) -> bool:
     """True when a SAGE layer's output is narrower than its input (then messages are projected first)."""
-    dims = [spec["in_dim"]] + [spec["hidden"]] * (spec["layers"] - 1) + [spec["out_dim"]]
+    dims = spec.dims
     return dims[layer + 1] < dims[layer]
 
 
@@ -78,12 +80,12 @@ def _rows(ids: pa.Array, **columns) -> pa.RecordBatch:
     return pa.RecordBatch.from_arrays([ids] + [vector_column(c.numpy()) for c in columns.values()], names=names)
 
 
-def heads(spec: dict, state: bytes, layer: int) -> int:
+def heads(spec: "ModelSpec", state: bytes, layer: int) -> int:
     """Attention heads of GAT layer ``layer``."""
     return int(_model(spec, state).convs[layer].heads)
 
 
-def pre_fn(spec: dict, state: bytes, layer: int) -> Callable[[Iterator[pa.RecordBatch]], Iterator[pa.RecordBatch]]:
+def pre_fn(spec: "ModelSpec", state: bytes, layer: int) -> Callable[[Iterator[pa.RecordBatch]], Iterator[pa.RecordBatch]]:
     """``(id, vec)`` -> :data:`PRE_SCHEMA` rows for message-passing layer ``layer``: ``(id, msg, root)`` (root is
     empty for GCN), or ``(id, xw, a_src, a_dst)`` for GAT."""
 
@@ -96,13 +98,13 @@ def pre_fn(spec: dict, state: bytes, layer: int) -> Callable[[Iterator[pa.Record
                 if b.num_rows == 0:
                     continue
                 x = _tensor(b, "vec")
-                if spec["model"] == "gat":
+                if spec.kind == "gat":
                     xw = conv.lin(x)
                     h = xw.view(len(x), conv.heads, conv.out_channels)
                     yield _rows(b.column("id"), xw=xw, a_src=(h * conv.att_src).sum(-1),
                                 a_dst=(h * conv.att_dst).sum(-1))
                     continue
-                if spec["model"] == "sage":
+                if spec.kind == "sage":
                     msg = x @ conv.lin_l.weight.T if narrows(spec, layer) else x
                     root = conv.lin_r(x)
                 else:  # gcn
@@ -112,7 +114,7 @@ def pre_fn(spec: dict, state: bytes, layer: int) -> Callable[[Iterator[pa.Record
     return run
 
 
-def post_fn(spec: dict, state: bytes, layer: int) -> Callable[[Iterator[pa.RecordBatch]], Iterator[pa.RecordBatch]]:
+def post_fn(spec: "ModelSpec", state: bytes, layer: int) -> Callable[[Iterator[pa.RecordBatch]], Iterator[pa.RecordBatch]]:
     """``(id, root, agg)`` (``(id, agg)`` for GCN and GAT, ``(id, vec)`` for MLP) -> ``(id, vec)``: the layer's
     output, activated and normalized unless it is the last layer."""
 
@@ -121,14 +123,14 @@ def post_fn(spec: dict, state: bytes, layer: int) -> Callable[[Iterator[pa.Recor
 
         model = _model(spec, state)
         conv = model.convs[layer]
-        last = layer == spec["layers"] - 1
+        last = layer == spec.layers - 1
         with torch.no_grad():
             for b in batches:
                 if b.num_rows == 0:
                     continue
-                if spec["model"] == "mlp":
+                if spec.kind == "mlp":
                     out = conv(_tensor(b, "vec"))
-                elif spec["model"] == "sage":
+                elif spec.kind == "sage":
                     agg = _tensor(b, "agg")
                     out = (agg + conv.lin_l.bias if narrows(spec, layer) else conv.lin_l(agg)) + _tensor(b, "root")
                 else:  # gcn, gat: the aggregation is complete, add the bias

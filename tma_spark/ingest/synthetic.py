@@ -30,6 +30,7 @@ import numpy as np
 import pyarrow as pa
 from pyspark.sql import DataFrame, SparkSession
 
+from ..arrays import splitmix64
 from ..errors import ConfigError
 from ..lake import EDGE_SCHEMA, NODE_SCHEMA, SPLITS
 
@@ -67,16 +68,6 @@ class SyntheticConfig:
         return self
 
 
-def _mix(x: np.ndarray, seed: int) -> np.ndarray:
-    """splitmix64 of ``x`` xor seed: a fast, well-spread 64-bit hash (uint64)."""
-    with np.errstate(over="ignore"):
-        z = x.astype(np.uint64) ^ np.uint64((seed * 0x9E3779B97F4A7C15) & 0xFFFFFFFFFFFFFFFF)
-        z = z + np.uint64(0x9E3779B97F4A7C15)
-        z = (z ^ (z >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
-        z = (z ^ (z >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
-        return z ^ (z >> np.uint64(31))
-
-
 def _centroids(cfg: SyntheticConfig) -> np.ndarray:
     return np.random.default_rng([cfg.seed, 1]).standard_normal((cfg.communities, cfg.feature_dim)).astype(np.float32)
 
@@ -86,7 +77,7 @@ def node_batch(ids: np.ndarray, cfg: SyntheticConfig, centroids: np.ndarray) -> 
     rng = np.random.default_rng([cfg.seed, 2, int(ids[0]) if len(ids) else 0])
     labels = (ids % cfg.communities).astype(np.int32)
     feats = np.float32(cfg.signal) * centroids[labels] + rng.standard_normal((len(ids), cfg.feature_dim), dtype=np.float32)
-    u = (_mix(ids, cfg.seed) >> np.uint64(11)).astype(np.float64) / float(1 << 53)
+    u = (splitmix64(ids, cfg.seed) >> np.uint64(11)).astype(np.float64) / float(1 << 53)
     split = np.where(u < 0.6, SPLITS[0], np.where(u < 0.8, SPLITS[1], SPLITS[2])).astype(object)
     flat = pa.array(feats.ravel(), type=pa.float32())
     return pa.RecordBatch.from_arrays(

@@ -19,16 +19,16 @@ from __future__ import annotations
 import json
 import logging
 import time
-from dataclasses import asdict, dataclass
-from typing import Optional
+from dataclasses import asdict
 
 from pyspark.sql import DataFrame, Observation, SparkSession
 from pyspark.sql import functions as F
 
-from .. import fs
+from .. import events, fs
 from ..errors import ConfigError
-from ..lake import LAKE_FORMATS, check_output_path, open_lake
+from ..lake import check_output_path, open_lake
 from . import strategies, supernodes
+from .config import STRATEGIES, PartitionConfig
 from .meta import PARTS_META, parts_meta_json
 from .stats import partition_stats, write_stats_png
 
@@ -36,51 +36,9 @@ __all__ = ["PartitionConfig", "partition", "STRATEGIES"]
 
 log = logging.getLogger(__name__)
 
-STRATEGIES = ("random", "super", "metis")
-FULL_STATS = ("auto", "on", "off")
 #: With full_stats="auto", graph-wide statistics that need a shuffle of all edges (duplicates, isolated
 #: nodes, per-part degree quantiles) are computed up to this many edges.
 FULL_STATS_AUTO_MAX_EDGES = 20_000_000
-
-
-@dataclass
-class PartitionConfig:
-    """What ``tma-spark partition`` does."""
-
-    lake: str
-    out: str
-    strategy: str = "random"
-    parts: int = 4
-    seed: int = 0
-    overwrite: bool = False
-    format: str = "delta"
-    metis_max_edges: int = strategies.METIS_MAX_EDGES
-    full_stats: str = "auto"
-    super_nodes: Optional[int] = None  # M; default supernodes.default_super_nodes(N, K)
-    super_method: str = "lpa"
-    lpa_iter: int = 10
-    lpa: str = "auto"
-
-    def validate(self) -> "PartitionConfig":
-        if self.strategy not in STRATEGIES:
-            raise ConfigError(f"--strategy {self.strategy!r} is not one of {', '.join(STRATEGIES)}.")
-        if self.parts < 1:
-            raise ConfigError(f"--parts {self.parts}: K must be at least 1.")
-        if self.format not in LAKE_FORMATS:
-            raise ConfigError(f"--format {self.format!r} is not one of {', '.join(LAKE_FORMATS)}.")
-        if not self.out:
-            raise ConfigError("--out is required: the folder to write the partitions to.")
-        if self.super_nodes is not None and self.super_nodes < 1:
-            raise ConfigError(f"--super-nodes {self.super_nodes} must be at least 1.")
-        if self.super_method not in supernodes.SUPER_METHODS:
-            raise ConfigError(f"--super-method {self.super_method!r} is not one of {', '.join(supernodes.SUPER_METHODS)}.")
-        if self.lpa not in supernodes.LPA_IMPLEMENTATIONS:
-            raise ConfigError(f"--lpa {self.lpa!r} is not one of {', '.join(supernodes.LPA_IMPLEMENTATIONS)}.")
-        if self.lpa_iter < 1:
-            raise ConfigError(f"--lpa-iter {self.lpa_iter} must be at least 1.")
-        if self.full_stats not in FULL_STATS:
-            raise ConfigError(f"--full-stats {self.full_stats!r} is not one of {', '.join(FULL_STATS)}.")
-        return self
 
 
 def _assign(spark: SparkSession, cfg: PartitionConfig, nodes: DataFrame, edges: DataFrame, num_nodes: int):
@@ -110,6 +68,7 @@ def partition(spark: SparkSession, cfg: PartitionConfig) -> dict:
     """Partition ``cfg.lake`` into ``cfg.parts`` parts at ``cfg.out``; return the statistics."""
     cfg.validate()
     started = time.time()
+    events.emit("partition.phase", phase="setup")
     lake = open_lake(spark, cfg.lake)
     if cfg.super_nodes is not None and not cfg.parts <= cfg.super_nodes <= lake.meta.num_nodes:
         raise ConfigError(
@@ -123,6 +82,7 @@ def partition(spark: SparkSession, cfg: PartitionConfig) -> dict:
         )
     out = check_output_path(spark, cfg.out, cfg.overwrite, what="Partitions folder")
     nodes, edges = lake.nodes(), lake.edges()
+    events.emit("partition.phase", phase="assignment")
     nodes_p, edges_p, assignment, extra = _assign(spark, cfg, nodes, edges, lake.meta.num_nodes)
     # Graph-wide totals are observed while the edges stream through the write: no extra pass.
     totals = Observation("edge_totals")
@@ -136,14 +96,17 @@ def partition(spark: SparkSession, cfg: PartitionConfig) -> dict:
         for name, df in (("assignment", assignment), ("nodes", nodes_p), ("edges", kept)):
             log.info("writing %s/%s", out, name)
             writer = df.write.format(cfg.format).mode("errorifexists")
-            if name != "assignment":
+            if name != "assignment":  # (the assignment phase started before the strategy ran)
+                events.emit("partition.phase", phase=name)
                 writer = writer.partitionBy("part")
             writer.save(f"{staging}/{name}")
         log.info("computing partition statistics")
+        events.emit("partition.phase", phase="stats")
         full = cfg.full_stats == "on" or (cfg.full_stats == "auto" and lake.meta.num_edges <= FULL_STATS_AUTO_MAX_EDGES)
         stats = partition_stats(spark, cfg, lake, f"{staging}/nodes", f"{staging}/edges", edges, totals.get, full)
         stats.update(extra)
         stats["seconds"] = round(time.time() - started, 2)
+        events.emit("partition.phase", phase="commit")
         fs.write_text(spark, f"{staging}/stats.json", json.dumps(stats, indent=2))
         fs.write_text(spark, f"{staging}/{PARTS_META}", parts_meta_json(
             asdict(cfg), lake.path, lake.meta.created_at, lake.meta.num_nodes, lake.meta.num_edges))

@@ -15,7 +15,7 @@ import numpy as np
 from pyspark.sql import Column, DataFrame, SparkSession
 from pyspark.sql import functions as F
 
-from ..arrays import unique_int64
+from ..arrays import symmetric_csr
 from ..errors import TmaSparkError
 
 __all__ = ["random_part", "metis_assignment", "METIS_MAX_EDGES"]
@@ -44,14 +44,9 @@ def metis_assignment(spark: SparkSession, edges: DataFrame, num_nodes: int, part
 
     log.info("collecting %d edges to the driver for METIS", num_edges)
     arrow = edges.where("src != dst").select("src", "dst").toArrow()
-    src = arrow.column("src").to_numpy()
-    dst = arrow.column("dst").to_numpy()
-    a, b = np.concatenate([src, dst]), np.concatenate([dst, src])
-    keys = unique_int64(a * num_nodes + b)  # symmetric, without duplicates
-    a, b = keys // num_nodes, keys % num_nodes
-    xadj = np.zeros(num_nodes + 1, dtype=np.int64)
-    np.cumsum(np.bincount(a, minlength=num_nodes), out=xadj[1:])
-    result = pymetis.part_graph(parts, pymetis.CSRAdjacency(xadj, b), options=pymetis.Options(seed=int(seed)))
+    xadj, adjncy = symmetric_csr(arrow.column("src").to_numpy(), arrow.column("dst").to_numpy(), num_nodes)
+    del arrow
+    result = pymetis.part_graph(parts, pymetis.CSRAdjacency(xadj, adjncy), options=pymetis.Options(seed=int(seed)))
     membership = result.vertex_part
     import pyarrow as pa
 

@@ -1,8 +1,12 @@
-"""Model aggregation maths (pure torch, no Spark): the averaging step of TMA.
+"""Model aggregation maths (pure torch, no Spark): the averaging step of TMA, and LLCG's correction.
 
 The paper and the authors' code average parameters with an unweighted mean
 and overwrite every trainer's model with it; weighting by part size is an
 option. Integer buffers (e.g. counters) are taken from the first state.
+
+LLCG (Ramezani et al., "Learn Locally, Correct Globally", ICLR 2022) follows
+each averaging with a few server steps of the training objective on the whole
+graph: :func:`llcg_correction`.
 """
 
 from __future__ import annotations
@@ -11,7 +15,7 @@ from typing import Dict, List, Optional, Sequence
 
 import torch
 
-__all__ = ["average_state_dicts", "normalized_weights"]
+__all__ = ["average_state_dicts", "normalized_weights", "llcg_correction"]
 
 
 def normalized_weights(counts: Optional[Sequence[float]], k: int) -> List[float]:
@@ -49,3 +53,17 @@ def average_state_dicts(states: Sequence[Dict[str, torch.Tensor]],
             acc += wi * s[key].to(torch.float64)
         out[key] = acc.to(first.dtype)
     return out
+
+
+def llcg_correction(model: torch.nn.Module, opt: torch.optim.Optimizer, objective, steps: int,
+                    ) -> Dict[str, torch.Tensor]:
+    """LLCG's server correction: ``steps`` full-graph steps of ``objective`` on ``model`` (holding the averaged
+    weights), with ``opt`` kept across rounds; returns the corrected weights."""
+    model.train()
+    for _ in range(steps):
+        opt.zero_grad(set_to_none=True)
+        loss = objective.loss(model)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        opt.step()
+    return {k: v.detach().clone() for k, v in model.state_dict().items()}

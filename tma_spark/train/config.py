@@ -1,4 +1,8 @@
-"""Typed configuration of the train job, validated before any Spark job starts."""
+"""Typed configuration of the train job, validated before any Spark job starts.
+
+Each field is declared once with :func:`~tma_spark.settings.setting`: its default, help, flag and choices make
+the ``tma-spark train`` flags and the keys of a config file's ``train`` section.
+"""
 
 from __future__ import annotations
 
@@ -7,12 +11,15 @@ from typing import Optional, Tuple
 
 from ..errors import ConfigError
 from ..faults import Fault, parse_faults
-from .models import MODELS
+from ..settings import check_choices, setting, whole_numbers
 
-__all__ = ["TrainConfig", "MODES", "TASKS", "WEIGHTINGS", "SAMPLERS", "EVAL_MODES", "OPTIMIZER_STATES"]
+__all__ = ["TrainConfig", "MODES", "TASKS", "MODELS", "WEIGHTINGS", "SAMPLERS", "EVAL_MODES", "OPTIMIZER_STATES"]
 
 MODES = ("tma", "central", "psgd-pa", "llcg", "ddp")
 TASKS = ("node", "link")
+#: The models :func:`tma_spark.train.models.build_model` builds (declared here so that the command line does
+#: not import torch; tests/test_settings.py checks that the two agree).
+MODELS = ("sage", "gcn", "gat", "mlp")
 WEIGHTINGS = ("none", "nodes", "edges")
 SAMPLERS = ("auto", "full", "neighbor")
 EVAL_MODES = ("auto", "full", "sampled")
@@ -21,78 +28,67 @@ OPTIMIZER_STATES = ("shipped", "resident")
 
 @dataclass
 class TrainConfig:
-    """What ``tma-spark train`` does.
-
-    Args:
-        lake: the lake (for evaluation and for ``central``).
-        partitions: a PARTS folder from ``tma-spark partition`` (not needed for ``central``).
-        out: run folder (config.json, metrics.jsonl, best.pt, last.pt, summary.json).
-        mode: ``tma`` (default), ``central`` (one trainer, whole graph), ``psgd-pa`` (tma over METIS
-            parts), ``llcg`` (psgd-pa plus server correction steps after each averaging), ``ddp``
-            (``workers`` synchronous data-parallel trainers on the whole graph, gradients averaged every step).
-        workers: ``ddp``: number of data-parallel trainers.
-        round_seconds: T, wall-clock seconds each trainer trains between averagings.
-        time_limit: total training budget in seconds.
-        max_rounds / patience: optional stops (patience = rounds without a better validation metric).
-        weighting: ``none`` (unweighted mean, as in the paper), ``nodes`` or ``edges``.
-        task: ``node`` (classification, accuracy) or ``link`` (prediction, MRR against sampled negatives;
-            validation and test edges are held out of the graph the model sees).
-        sampler: ``full`` (full-batch on the part), ``neighbor`` (mini-batches of ``batch_size`` targets with
-            ``fanouts`` neighbours per hop, hop 1 first) or ``auto`` (by part size).
-        eval: ``full`` (exact, whole graph on the driver), ``sampled`` (a fixed sample of ``eval_nodes``
-            validation/test nodes, or ``eval_edges`` edges, whose neighbourhoods Spark extracts once) or
-            ``auto`` (full up to ``EVAL_MAX_EDGES`` edges).
-        eval_negatives: negatives per validation/test edge for MRR (link task).
-        optimizer_state: ``shipped`` (Adam state travels with each round's task) or ``resident`` (stays in
-            the task's Python worker; lost when Spark moves the task).
-        round_retries: times a round whose trainer failed is run again from the same global weights
-            (default mode: every trainer must finish a round).
-        tolerate_failures: run trainers as independent tasks and average each round over the trainers that
-            finished it; a lost trainer rejoins in the next round (the paper's robustness setting).
-        inject_failures: fault injection for tests and demos, ``KIND:PART:ROUND[,...]`` with KIND
-            ``trainer`` (kill the trainer's Python worker) or ``executor`` (kill its executor JVM).
-        resume: continue the run in ``out`` from its last checkpoint (weights, optimizer states, round,
-            random state, elapsed budget) instead of starting a new one.
+    """What ``tma-spark train`` does: K trainers (one per part) train for ``round_seconds`` between model
+    averagings until ``time_limit``; ``central``, ``psgd-pa``, ``llcg`` and ``ddp`` are the baselines.
+    Each field's help says what it does (``tma-spark train --help``).
     """
 
-    lake: str
-    out: str
-    partitions: Optional[str] = None
-    task: str = "node"
-    model: str = "sage"
-    mode: str = "tma"
-    round_seconds: float = 30.0
-    time_limit: float = 300.0
-    max_rounds: Optional[int] = None
-    patience: Optional[int] = None
-    hidden: int = 256
-    layers: int = 2
-    dropout: float = 0.5
-    lr: float = 0.005
-    weighting: str = "none"
-    llcg_steps: int = 5
-    sampler: str = "auto"
-    fanouts: Optional[Tuple[int, ...]] = None  # default: 25 for hop 1, 10 for each further hop
-    batch_size: int = 1024
-    eval: str = "auto"
-    eval_nodes: int = 5000
-    eval_edges: int = 5000
-    eval_negatives: int = 100
-    optimizer_state: str = "shipped"
-    workers: int = 4
-    seed: int = 0
-    overwrite: bool = False
-    round_retries: int = 2
-    tolerate_failures: bool = False
-    inject_failures: Optional[str] = None
-    resume: bool = False
+    lake: str = setting(help="the lake (for evaluation, and the graph of --mode central and ddp)")
+    out: str = setting(help="run folder (config.json, metrics.jsonl, best.pt, last.pt, summary.json)")
+    partitions: Optional[str] = setting(None, help="PARTS folder from 'tma-spark partition' (not needed for "
+                                        "--mode central or ddp)")
+    task: str = setting("node", choices=TASKS, help="node (classification, accuracy) | link (prediction, MRR "
+                        "against sampled negatives; validation and test edges are held out of the graph)")
+    model: str = setting("sage", choices=MODELS, help="the GNN (PyG layers; mlp ignores the edges)")
+    mode: str = setting("tma", choices=MODES, help="tma | central (one trainer, whole graph) | psgd-pa (tma over "
+                        "METIS parts) | llcg (psgd-pa plus server correction steps) | ddp (synchronous data-"
+                        "parallel baseline: --workers trainers on the whole graph, gradients averaged every step)")
+    round_seconds: float = setting(30.0, short="-T", help="seconds between averagings (T)")
+    time_limit: float = setting(300.0, help="total training seconds")
+    max_rounds: Optional[int] = setting(None, help="stop after this many rounds")
+    patience: Optional[int] = setting(None, help="stop after this many rounds without a better validation metric")
+    hidden: int = setting(256, help="hidden width of every layer (default %(default)s)")
+    layers: int = setting(2, help="GNN layers (default %(default)s)")
+    dropout: float = setting(0.5, help="dropout rate (default %(default)s)")
+    lr: float = setting(0.005, help="Adam learning rate (default %(default)s)")
+    weighting: str = setting("none", choices=WEIGHTINGS, help="none (unweighted mean of the models, as in the paper) | "
+                             "nodes | edges (each model weighted by its part's node or edge count)")
+    llcg_steps: int = setting(5, help="llcg: server correction steps per round")
+    sampler: str = setting("auto", choices=SAMPLERS, help="full (full-batch on each part) | neighbor (mini-batches "
+                           "with neighbour sampling) | auto (full while the part is small enough; default)")
+    fanouts: Optional[Tuple[int, ...]] = setting(None, parse=whole_numbers, help="neighbor: neighbours sampled per "
+                                                 "hop, hop 1 first, one per layer; -1 = all (default 25,10 for 2 "
+                                                 "layers)")
+    batch_size: int = setting(1024, help="neighbor: target nodes (or edges) per step")
+    eval: str = setting("auto", choices=EVAL_MODES, help="full (exact, whole graph on the driver) | sampled (fixed "
+                        "sample of targets, neighbourhoods extracted by Spark once) | auto (full up to 2e7 edges)")
+    eval_nodes: int = setting(5000, help="sampled eval: validation and test nodes each")
+    eval_edges: int = setting(5000, help="link: validation and test edges scored each")
+    eval_negatives: int = setting(100, help="link: negatives per edge for MRR")
+    optimizer_state: str = setting("shipped", choices=OPTIMIZER_STATES, help="shipped (Adam state travels with each "
+                                   "round's task; default) | resident (stays in the task's Python worker; lost when "
+                                   "Spark moves the task)")
+    workers: int = setting(4, help="ddp: number of data-parallel trainers (default %(default)s)")
+    seed: int = setting(0, help="seed of the model, dropout and sampling")
+    overwrite: bool = setting(False, help="replace an existing run folder (the previous run stays in place until "
+                              "the new one finishes)")
+    round_retries: int = setting(2, help="times a failed round is run again from the same weights (default "
+                                 "%(default)s)")
+    tolerate_failures: bool = setting(False, help="average a round over the trainers that finish it; a lost trainer "
+                                      "rejoins in the next round")
+    inject_failures: Optional[str] = setting(None, flag="--inject-failure", metavar="KIND:PART:ROUND[,...]",
+                                             help="fault injection for tests and demos: kill trainer PART during "
+                                             "round ROUND; KIND is trainer (its Python worker) or executor (its "
+                                             "executor JVM; needs local-cluster or a cluster)")
+    resume: bool = setting(False, help="continue the run in --out from its last checkpoint (weights, optimizer "
+                           "states, round, random state, elapsed budget) after the driver was killed or a round "
+                           "failed for good")
 
     def validate(self) -> "TrainConfig":
+        if self.task not in TASKS:
+            raise ConfigError(f"--task {self.task!r} is not supported yet; supported: {', '.join(TASKS)}.")
+        check_choices(self)
         checks = [
-            (self.mode in MODES, f"--mode {self.mode!r} is not one of {', '.join(MODES)}."),
-            (self.task in TASKS, f"--task {self.task!r} is not supported yet; supported: {', '.join(TASKS)}."),
-            (self.model in MODELS, f"--model {self.model!r} is not one of {', '.join(MODELS)}."),
-            (self.weighting in WEIGHTINGS, f"--weighting {self.weighting!r} is not one of {', '.join(WEIGHTINGS)}."),
             (self.round_seconds > 0, f"--round-seconds {self.round_seconds} must be positive."),
             (self.time_limit > 0, f"--time-limit {self.time_limit} must be positive."),
             (self.max_rounds is None or self.max_rounds >= 1, f"--max-rounds {self.max_rounds} must be at least 1."),
@@ -102,16 +98,12 @@ class TrainConfig:
             (0.0 <= self.dropout < 1.0, f"--dropout {self.dropout} must be in [0, 1)."),
             (self.lr > 0, f"--lr {self.lr} must be positive."),
             (self.llcg_steps >= 1, f"--llcg-steps {self.llcg_steps} must be at least 1."),
-            (self.sampler in SAMPLERS, f"--sampler {self.sampler!r} is not one of {', '.join(SAMPLERS)}."),
             (len(self.hop_fanouts) == self.layers and all(f == -1 or f >= 1 for f in self.hop_fanouts),
              f"--fanouts {','.join(map(str, self.hop_fanouts))} must give one fan-out per layer ({self.layers}), "
              "each at least 1 or -1 for all neighbours."),
             (self.batch_size >= 1, f"--batch-size {self.batch_size} must be at least 1."),
-            (self.eval in EVAL_MODES, f"--eval {self.eval!r} is not one of {', '.join(EVAL_MODES)}."),
             (min(self.eval_nodes, self.eval_edges, self.eval_negatives) >= 1,
              "--eval-nodes, --eval-edges and --eval-negatives must be at least 1."),
-            (self.optimizer_state in OPTIMIZER_STATES,
-             f"--optimizer-state {self.optimizer_state!r} is not one of {', '.join(OPTIMIZER_STATES)}."),
             (self.mode in ("central", "ddp") or bool(self.partitions),
              f"--mode {self.mode} needs --partitions PARTS (from 'tma-spark partition')."),
             (self.workers >= 1, f"--workers {self.workers} must be at least 1."),

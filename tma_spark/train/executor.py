@@ -1,13 +1,15 @@
 """Trainer task code: runs inside a barrier-mode Spark task, never touches the SparkSession.
 
 A task trains its part's local model for a fixed wall-clock time, starting from
-the global weights, and returns its weights, step count and mean loss. The
-part's graph (and its training objective, with the CSR for neighbour
-sampling) is loaded once per Python worker process and kept in :data:`_CACHE`
-for later rounds.
+the global weights, and returns a :class:`~tma_spark.train.contract.TrainerResult`
+(weights, step count, mean loss, ...). Dropout and sampling are seeded per
+trainer and round (:func:`~tma_spark.train.contract.trainer_seed`), so no two
+trainers replay the same masks. The part's graph (and its training objective,
+with the CSR for neighbour sampling) is loaded once per Python worker process
+and kept in :data:`_CACHE` for later rounds.
 
 Each trainer keeps its own Adam state across rounds, as in the paper, in one of two ways
-(``spec["optimizer_state"]``):
+(``TrainerSpec.optimizer_state``):
 
 * ``shipped`` (default): the state travels to the driver with the weights and back with the next round's
   task. Costs (de)serialization and transfer of 2x the parameters per round, and survives a task moving
@@ -18,20 +20,20 @@ Each trainer keeps its own Adam state across rounds, as in the paper, in one of 
 
 from __future__ import annotations
 
-import io
 import logging
 import os
 import time
+from dataclasses import dataclass
 from typing import Callable, Dict, Optional, Tuple
 
 import torch
 
 from ..faults import Fault, kill_executor, kill_self
+from .contract import TrainerResult, TrainerSpec, from_bytes, to_bytes
 from .graphdata import build_graph, message_passing_edges, read_table
-from .models import build_model
 from .objectives import build_objective
 
-__all__ = ["to_bytes", "from_bytes", "load_part", "train_for", "pick_device", "run_trainer_task"]
+__all__ = ["TrainOutput", "load_part", "seed_trainer", "train_for", "pick_device", "run_trainer_task"]
 
 log = logging.getLogger(__name__)
 
@@ -44,36 +46,27 @@ NODE_COLUMNS = ["id", "features", "label", "split"]
 _CODE = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
-def to_bytes(obj) -> bytes:
-    buf = io.BytesIO()
-    torch.save(obj, buf)
-    return buf.getvalue()
-
-
-def from_bytes(data: bytes):
-    """Load tensors/state dicts saved by :func:`to_bytes`; never unpickles arbitrary objects."""
-    return torch.load(io.BytesIO(data), weights_only=True, map_location="cpu")
-
-
-def _cache_key(source: dict, part: int, spec: dict, device: torch.device) -> tuple:
+def _cache_key(spec: TrainerSpec, part: int, shard: Optional[Tuple[int, int]], device: torch.device) -> tuple:
     """Everything the cached graph and objective depend on: the data (path and version, so that a re-written
     PARTS folder is reloaded), the part, the objective's settings and the device."""
-    settings = tuple(str(spec.get(k)) for k in ("task", "sampler", "fanouts", "batch_size", "in_dim", "hidden",
-                                                "shard"))
-    return (source["path"], source.get("version"), part, settings, str(device))
+    settings = (spec.task, spec.sampler, tuple(spec.fanouts), spec.batch_size, spec.model.in_dim,
+                spec.model.hidden, shard)
+    return (spec.source.path, spec.source.version, part, settings, str(device))
 
 
-def load_part(source: dict, part: int, spec: dict, device: torch.device):
-    """(graph, objective) of ``part`` (or of the whole lake when ``source["kind"] == "lake"``), cached per process."""
-    key = _cache_key(source, part, spec, device)
+def load_part(spec: TrainerSpec, part: int, device: torch.device, shard: Optional[Tuple[int, int]] = None):
+    """(graph, objective) of ``part`` (or of the whole lake when ``spec.source.kind == "lake"``), cached per
+    process."""
+    key = _cache_key(spec, part, shard, device)
     if key not in _CACHE:
-        where = {"part": part} if source["kind"] == "parts" else None
-        nodes = read_table(f"{source['path']}/nodes", source["format"], NODE_COLUMNS, where)
-        edge_cols = ["src", "dst"] + (["split"] if spec.get("task") == "link" else [])
-        edges = read_table(f"{source['path']}/edges", source["format"], edge_cols, where)
-        graph = build_graph(nodes, message_passing_edges(edges, spec.get("task", "node")))
+        source = spec.source
+        where = {"part": part} if source.kind == "parts" else None
+        nodes = read_table(f"{source.path}/nodes", source.format, NODE_COLUMNS, where)
+        edge_cols = ["src", "dst"] + (["split"] if spec.task == "link" else [])
+        edges = read_table(f"{source.path}/edges", source.format, edge_cols, where)
+        graph = build_graph(nodes, message_passing_edges(edges, spec.task))
         _CACHE.clear()  # a worker keeps one part: tasks may move between workers across rounds
-        _CACHE[key] = (graph, build_objective(graph, spec, device))
+        _CACHE[key] = (graph, build_objective(graph, spec, device, shard))
     return _CACHE[key]
 
 
@@ -87,22 +80,37 @@ def pick_device(gpu_addresses: Optional[list]) -> torch.device:
     return torch.device("cpu")
 
 
-def train_for(objective, spec: dict, state: dict, opt_state: Optional[dict], seconds: float,
-              device: torch.device, seed: int, allreduce: Optional[Callable] = None) -> dict:
+def seed_trainer(objective, seed: int) -> None:
+    """Seed a trainer's dropout (torch's global generators, every device) and its sampler."""
+    torch.manual_seed(seed)
+    objective.seed(seed)
+
+
+@dataclass(frozen=True)
+class TrainOutput:
+    """What :func:`train_for` returns: the local model's weights (on the CPU), Adam's state, steps, mean loss."""
+
+    state: Dict[str, torch.Tensor]
+    opt: dict
+    steps: int
+    loss: float
+
+
+def train_for(objective, spec: TrainerSpec, state: dict, opt_state: Optional[dict], seconds: float,
+              device: torch.device, seed: int, allreduce: Optional[Callable] = None) -> TrainOutput:
     """Train from ``state`` for ``seconds`` of wall-clock time (at least one step); one step is one
-    full-batch pass or one sampled mini-batch, depending on the objective's sampler.
+    full-batch pass or one sampled mini-batch, depending on the objective's sampler. ``seed`` seeds
+    dropout and sampling (:func:`seed_trainer`).
 
     With ``allreduce`` (data-parallel training, :mod:`tma_spark.train.ddp`) every step's gradients are
     replaced by the trainers' mean before the update, and the trainers stop together."""
-    torch.manual_seed(seed)
-    objective.seed(seed)
-    model = build_model(spec["model"], spec["in_dim"], spec["hidden"], spec["out_dim"], spec["layers"],
-                        spec["dropout"]).to(device)
+    seed_trainer(objective, seed)
+    model = spec.model.build().to(device)  # leaves the seeded generators alone; the weights come from state
     model.load_state_dict(state)
-    opt = torch.optim.Adam(model.parameters(), lr=spec["lr"])
+    opt = torch.optim.Adam(model.parameters(), lr=spec.lr)
     if opt_state is not None:
         opt.load_state_dict(opt_state)
-    use_amp = device.type == "cuda" and spec.get("amp", True)
+    use_amp = device.type == "cuda" and spec.amp
     steps, loss_sum = 0, 0.0
     model.train()
     begin = time.monotonic()
@@ -125,8 +133,8 @@ def train_for(objective, spec: dict, state: dict, opt_state: Optional[dict], sec
         loss_sum += float(loss.detach())
         if stop:
             break
-    return {"state": {k: v.detach().cpu() for k, v in model.state_dict().items()},
-            "opt": opt.state_dict(), "steps": steps, "loss": loss_sum / max(steps, 1)}
+    return TrainOutput({k: v.detach().cpu() for k, v in model.state_dict().items()}, opt.state_dict(), steps,
+                       loss_sum / max(steps, 1))
 
 
 def _cpu(obj):
@@ -139,9 +147,9 @@ def _cpu(obj):
     return obj
 
 
-def run_trainer_task(part: int, spec: dict, state_bytes: bytes, opt_bytes: Optional[bytes], seconds: float,
+def run_trainer_task(part: int, spec: TrainerSpec, state_bytes: bytes, opt_bytes: Optional[bytes], seconds: float,
                      round_index: int, gpu_addresses: Optional[list], threads: int,
-                     fault: Optional[Fault] = None, allreduce: Optional[Callable] = None) -> dict:
+                     fault: Optional[Fault] = None, allreduce: Optional[Callable] = None) -> TrainerResult:
     """Everything one trainer does in one round; returns plain bytes and numbers for the driver.
 
     With an injected ``fault`` the trainer trains for half the round, then kills its process (or its
@@ -150,19 +158,18 @@ def run_trainer_task(part: int, spec: dict, state_bytes: bytes, opt_bytes: Optio
     started = time.monotonic()
     torch.set_num_threads(max(int(threads), 1))
     device = pick_device(gpu_addresses)
-    shard = [part, spec["trainers"]] if spec.get("mode") == "ddp" else None
-    graph, objective = load_part(spec["source"], part, {**spec, "shard": shard}, device)
+    graph, objective = load_part(spec, part, device, spec.shard(part))
     loaded = time.monotonic()
     state = from_bytes(state_bytes)
-    resident = spec.get("optimizer_state") == "resident"
-    opt_key = (spec.get("run_id", ""), part)
+    resident = spec.optimizer_state == "resident"
+    opt_key = (spec.run_id, part)
     opt_state = _OPT_STATES.get(opt_key) if resident else (from_bytes(opt_bytes) if opt_bytes else None)
     opt_miss = resident and round_index > 1 and opt_state is None
     if opt_miss:
         log.warning("round %d part %d: optimizer state not on this worker (task moved); starting a fresh one",
                     round_index, part)
     budget = max(seconds - (loaded - started), 0.0)
-    seed = spec["seed"] * 100_003 + round_index * 101 + part
+    seed = spec.seed_for(part, round_index)
     if fault is not None:
         train_for(objective, spec, state, opt_state, budget / 2, device, seed=seed)
         reason = f"--inject-failure {fault}: round {round_index} part {part}"
@@ -170,13 +177,12 @@ def run_trainer_task(part: int, spec: dict, state_bytes: bytes, opt_bytes: Optio
     out = train_for(objective, spec, state, opt_state, budget, device, seed=seed, allreduce=allreduce)
     if resident and round_index > 0:  # round 0 is the warm-up stage, whose result is discarded
         _OPT_STATES.clear()  # one part per worker, as for the graph cache
-        _OPT_STATES[opt_key] = out["opt"]
-    log.info("round %d part %d: %d steps on %s (%s), loss %.4f", round_index, part, out["steps"], device,
-             objective.sampler, out["loss"])
-    return {"part": part, "state": to_bytes(out["state"]),
-            "opt": None if resident else to_bytes(_cpu(out["opt"])), "opt_miss": opt_miss,
-            "steps": out["steps"], "loss": out["loss"], "train_nodes": int(graph.mask("train").sum()),
-            "edges": int(graph.edge_index.shape[1] // 2), "sampler": objective.sampler,
-            "load_seconds": round(loaded - started, 3), "task_seconds": round(time.monotonic() - started, 3),
-            "device": str(device), "gpus": list(gpu_addresses or []), "pid": os.getpid(),
-            "code": _CODE}
+        _OPT_STATES[opt_key] = out.opt
+    log.info("round %d part %d: %d steps on %s (%s), loss %.4f", round_index, part, out.steps, device,
+             objective.sampler, out.loss)
+    return TrainerResult(
+        part=part, state=to_bytes(out.state), opt=None if resident else to_bytes(_cpu(out.opt)), steps=out.steps,
+        loss=out.loss, train_nodes=int(graph.mask("train").sum()), edges=int(graph.edge_index.shape[1] // 2),
+        sampler=objective.sampler, load_seconds=round(loaded - started, 3),
+        task_seconds=round(time.monotonic() - started, 3), device=str(device),
+        gpus=tuple(str(a) for a in gpu_addresses or ()), pid=os.getpid(), code=_CODE, opt_miss=opt_miss)

@@ -76,6 +76,12 @@ class GNN(nn.Module):
 
 def build_model(kind: str, in_dim: int, hidden: int, out_dim: int, layers: int = 2, dropout: float = 0.5,
                 seed: int = 0) -> GNN:
-    """A freshly initialized model; the same seed gives the same initial weights on every trainer."""
-    torch.manual_seed(seed)
-    return GNN(kind, in_dim, hidden, out_dim, layers, dropout)
+    """A freshly initialized model whose initial weights come from ``seed`` (the same seed, the same weights).
+
+    The global random state is left as it was: building a model (e.g. to load weights into it) must not
+    reset the dropout and sampling streams of the code around it. Initialization runs on the CPU, so only
+    the CPU generator is forked and seeded.
+    """
+    with torch.random.fork_rng(devices=[]):
+        torch.default_generator.manual_seed(seed)
+        return GNN(kind, in_dim, hidden, out_dim, layers, dropout)

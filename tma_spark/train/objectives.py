@@ -27,6 +27,7 @@ from typing import Optional, Tuple
 import torch
 import torch.nn.functional as F
 
+from .contract import TrainerSpec
 from .graphdata import GraphTensors
 from .sampler import CSR, sample_subgraph
 
@@ -47,7 +48,7 @@ def choose_sampler(requested: str, num_edges: int, hidden: int) -> str:
     return "full" if num_edges * hidden <= FULL_BATCH_MAX_ELEMENTS else "neighbor"
 
 
-def _shard(items: torch.Tensor, shard) -> torch.Tensor:
+def _shard(items: torch.Tensor, shard: Optional[Tuple[int, int]]) -> torch.Tensor:
     """Every ``world``-th item starting at ``rank`` (data-parallel training), or all items."""
     if not shard:
         return items
@@ -72,11 +73,11 @@ class _Batches:
 
 
 class _Objective:
-    def __init__(self, graph: GraphTensors, spec: dict, device: torch.device):
+    def __init__(self, graph: GraphTensors, spec: TrainerSpec, device: torch.device):
         self.device = device
-        self.sampler = choose_sampler(spec.get("sampler", "auto"), int(graph.edge_index.shape[1]), spec["hidden"])
-        self.fanouts = list(spec.get("fanouts", (25, 10)))
-        self.batch_size = int(spec.get("batch_size", 1024))
+        self.sampler = choose_sampler(spec.sampler, int(graph.edge_index.shape[1]), spec.model.hidden)
+        self.fanouts = list(spec.fanouts)
+        self.batch_size = int(spec.batch_size)
         self.num_nodes = graph.num_nodes
         self.x = graph.x.to(device)
         self.edge_index = graph.edge_index.to(device)
@@ -96,9 +97,10 @@ class _Objective:
 class NodeObjective(_Objective):
     """Cross-entropy on the graph's labelled training nodes."""
 
-    def __init__(self, graph: GraphTensors, spec: dict, device: torch.device):
+    def __init__(self, graph: GraphTensors, spec: TrainerSpec, device: torch.device,
+                 shard: Optional[Tuple[int, int]] = None):
         super().__init__(graph, spec, device)
-        self.train_idx = _shard(graph.mask("train").nonzero().view(-1), spec.get("shard"))
+        self.train_idx = _shard(graph.mask("train").nonzero().view(-1), shard)
         self.y = graph.y.to(device)
         self.batches = _Batches(self.train_idx, self.batch_size)
 
@@ -117,12 +119,13 @@ class NodeObjective(_Objective):
 class LinkObjective(_Objective):
     """Binary cross-entropy of dot-product scores: training edges against uniform negative destinations."""
 
-    def __init__(self, graph: GraphTensors, spec: dict, device: torch.device):
+    def __init__(self, graph: GraphTensors, spec: TrainerSpec, device: torch.device,
+                 shard: Optional[Tuple[int, int]] = None):
         super().__init__(graph, spec, device)
         ei = graph.edge_index
         self.pairs = ei[:, ei[0] < ei[1]]  # each undirected training edge once
-        if spec.get("shard"):
-            self.pairs = self.pairs[:, _shard(torch.arange(self.pairs.shape[1]), spec["shard"])]
+        if shard:
+            self.pairs = self.pairs[:, _shard(torch.arange(self.pairs.shape[1]), shard)]
         self.batches = _Batches(torch.arange(self.pairs.shape[1]), self.batch_size)
 
     @property
@@ -149,7 +152,9 @@ class LinkObjective(_Objective):
                 + F.binary_cross_entropy_with_logits(neg_score, torch.zeros_like(neg_score)))
 
 
-def build_objective(graph: GraphTensors, spec: dict, device: torch.device) -> _Objective:
-    """The objective of ``spec["task"]`` (``node`` or ``link``) on ``graph``."""
-    cls = LinkObjective if spec.get("task", "node") == "link" else NodeObjective
-    return cls(graph, spec, device)
+def build_objective(graph: GraphTensors, spec: TrainerSpec, device: torch.device,
+                    shard: Optional[Tuple[int, int]] = None) -> _Objective:
+    """The objective of ``spec.task`` (``node`` or ``link``) on ``graph``; with ``shard`` = ``(rank, world)``
+    only every ``world``-th training target from ``rank`` (data-parallel training)."""
+    cls = LinkObjective if spec.task == "link" else NodeObjective
+    return cls(graph, spec, device, shard)

@@ -1,0 +1,42 @@
+"""Typed configuration of the infer job, validated before any Spark job starts.
+
+Each field is declared once with :func:`~tma_spark.settings.setting`: its default, help, flag and choices make
+the ``tma-spark infer`` flags and the keys of a config file's ``infer`` section.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Optional
+
+from ..errors import ConfigError
+from ..lake import LAKE_FORMATS
+from ..settings import check_choices, setting
+
+__all__ = ["InferConfig", "CHECKPOINTS"]
+
+CHECKPOINTS = ("best", "last")
+
+
+@dataclass
+class InferConfig:
+    """What ``tma-spark infer`` does: apply the model of the train run ``run`` to every node of ``lake``,
+    write the predictions to ``out`` and exact validation/test metrics to ``RUN/eval.json``."""
+
+    lake: str = setting(help="the lake the run was trained on (or another lake with the same feature dimension)")
+    run: str = setting(help="run folder of 'tma-spark train'")
+    out: str = setting(help="prediction table to write (PRED)")
+    checkpoint: str = setting("best", choices=CHECKPOINTS, help="best (default) | last")
+    format: str = setting("delta", choices=LAKE_FORMATS, help="table format of PRED")
+    overwrite: bool = setting(False, help="replace an existing prediction table (a new Delta version; the "
+                              "previous stays readable)")
+    eval_negatives: Optional[int] = setting(None, help="link: random nodes each held-out edge is ranked against "
+                                            "(default: the run's --eval-negatives)")
+
+    def validate(self) -> "InferConfig":
+        if not (self.lake and self.run and self.out):
+            raise ConfigError("infer needs --lake, --run and --out.")
+        check_choices(self)
+        if self.eval_negatives is not None and self.eval_negatives < 1:
+            raise ConfigError(f"--eval-negatives {self.eval_negatives} must be at least 1.")
+        return self

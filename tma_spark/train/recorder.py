@@ -1,0 +1,107 @@
+"""Recording a run's rounds on the driver: evaluation, ``best.pt``/``last.pt``, ``metrics.jsonl``, the summary.
+
+Evaluation of round r runs in a background thread while round r+1 trains, so it adds nothing to a round's
+wall time (on a cluster the driver's cores are otherwise idle during a round).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from concurrent.futures import ThreadPoolExecutor
+from typing import Callable, Dict, List, Optional, Sequence
+
+import torch
+
+from .evaluation import Evaluator
+from .run_dir import save_atomic
+
+__all__ = ["Recorder"]
+
+log = logging.getLogger(__name__)
+
+
+class Recorder:
+    """Evaluates each averaged model, saves it and writes its metrics line, in round order.
+
+    Args:
+        run_dir: the run folder being written.
+        eval_model: a model of the run's shape to load each averaged state into.
+        evaluator: scores a model on the validation and test targets.
+        time_limit: the run's budget (for the progress line).
+        on_round: called with each row once it is written (from the evaluation thread).
+    """
+
+    def __init__(self, run_dir: str, eval_model: torch.nn.Module, evaluator: Evaluator, time_limit: float,
+                 on_round: Optional[Callable[[dict], None]] = None):
+        self.run_dir, self.model, self.evaluator, self.time_limit = run_dir, eval_model, evaluator, time_limit
+        self.on_round = on_round
+        self.best = {"val": float("-inf"), "test": float("nan"), "round": 0, "wall": 0.0}
+        self.since_best = 0
+        self.history: List[dict] = []
+        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="tma-eval")
+        self._pending = None
+
+    def resume(self, history: Sequence[dict]) -> None:
+        """A resumed run: the rounds already recorded (and their best.pt) stand and count for the best round."""
+        for row in history:
+            self._track_best(row)
+            self.history.append(row)
+
+    def _track_best(self, row: dict) -> bool:
+        if row["val"] > self.best["val"]:
+            self.best = {"val": row["val"], "test": row["test"], "round": row["round"], "wall": row["wall_seconds"]}
+            self.since_best = 0
+            return True
+        self.since_best += 1
+        return False
+
+    def submit(self, row: dict, state: Dict[str, torch.Tensor]) -> None:
+        """Record ``row`` with the scores of ``state`` once the previous round is recorded."""
+        self.wait()
+        self._pending = self._pool.submit(self._record, row, state)
+
+    def wait(self) -> None:
+        if self._pending is not None:
+            self._pending.result()  # re-raises an evaluation error in the driver thread
+            self._pending = None
+
+    def close(self) -> None:
+        self.wait()
+        self._pool.shutdown()
+
+    def _record(self, row: dict, state: Dict[str, torch.Tensor]) -> None:
+        self.model.load_state_dict(state)
+        scores = self.evaluator.evaluate(self.model)
+        save_atomic(state, os.path.join(self.run_dir, "last.pt"))
+        row.update(scores)
+        if self._track_best(row):
+            save_atomic(state, os.path.join(self.run_dir, "best.pt"))
+        self.history.append(row)
+        with open(os.path.join(self.run_dir, "metrics.jsonl"), "a") as fh:
+            fh.write(json.dumps(row) + "\n")
+        if self.on_round is not None:
+            self.on_round(row)
+        sps = " ".join("lost" if n is None else f"{n / max(row['round_seconds'], 1e-9):.1f}" for n in row["steps"])
+        losses = [x for x in row["loss"] if x is not None]
+        log.info("round %d | %.0f s | val %s %.4f (best %.4f @%d) | steps/s %s | loss %.3f | overhead %.2f s | "
+                 "%.0f s left", row["round"], row["wall_seconds"], self.evaluator.metric, scores["val"],
+                 self.best["val"], self.best["round"], sps, sum(losses) / max(len(losses), 1),
+                 row["overhead_seconds"], max(self.time_limit - row["wall_seconds"], 0))
+
+    def summary(self, *, task: str, eval_mode: str, rounds: int, wall_seconds: float, mode: str, parts: int,
+                strategy: str, model: str, startup_seconds: float, resumed_from_round: Optional[int]) -> dict:
+        """``summary.json``: the run's facts, the best round's scores and totals over the recorded rounds."""
+        best, history = self.best, self.history
+        return {"task": task, "metric": self.evaluator.metric, "eval": eval_mode, "best_val": best["val"],
+                "test": best["test"], "rounds": rounds, "wall_seconds": round(wall_seconds, 3),
+                "time_to_best_seconds": round(best["wall"], 3), "best_round": best["round"], "mode": mode,
+                "parts": parts, "partition_strategy": strategy, "model": model,
+                "total_steps": sum(sum(n for n in h["steps"] if n is not None) for h in history),
+                "startup_seconds": round(startup_seconds, 3),
+                "mean_overhead_seconds": round(sum(h["overhead_seconds"] for h in history) / max(len(history), 1),
+                                               3),
+                "round_retries": sum(h.get("attempts", 1) - 1 for h in history),
+                "lost_trainer_rounds": sum(len(h.get("lost_parts", [])) for h in history),
+                "resumed_from_round": resumed_from_round}

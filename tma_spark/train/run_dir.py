@@ -1,0 +1,229 @@
+"""The run folder of ``tma-spark train``: its files, checkpoints, history, resume checks and publishing.
+
+``RUN/config.json`` (the effective configuration), ``RUN/model.json`` (the :class:`ModelSpec`),
+``metrics.jsonl`` (one row per round), ``best.pt`` / ``last.pt`` (state dicts), ``checkpoint.pt`` (what
+``--resume`` needs) and ``summary.json``. Everything is JSON or ``torch.save`` of tensors, read back with
+``weights_only=True``.
+
+``--overwrite`` of an existing run trains in a hidden sibling (``.RUN.next``) and swaps it in when the run
+finishes (:func:`publish_run_dir`): a killed run never replaces a finished one.
+
+Driver-side, but without Spark: inference reads run folders through :func:`read_model_spec` too.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import uuid
+from dataclasses import dataclass, fields
+from typing import Dict, List, Optional
+
+import torch
+
+from .. import fs
+from ..errors import ConfigError, TmaSparkError
+from ..faults import crash_point
+from .contract import ModelSpec
+
+__all__ = ["CHECKPOINT", "CHECKPOINT_FORMAT", "CONFIG_FILE", "MODEL_FILE", "RESUMABLE_CHANGES", "Checkpoint",
+           "check_run_dir", "open_run_dir", "publish_run_dir", "save_atomic", "write_run_files", "read_config",
+           "check_resumable", "read_history", "save_checkpoint", "load_checkpoint", "read_model_spec",
+           "derive_model_spec"]
+
+CONFIG_FILE = "config.json"
+MODEL_FILE = "model.json"
+CHECKPOINT = "checkpoint.pt"
+CHECKPOINT_FORMAT = "tma_spark.train.checkpoint/1"
+#: Settings a resumed run may change; every other setting must equal the checkpointed run's.
+RESUMABLE_CHANGES = {"time_limit", "max_rounds", "patience", "overwrite", "resume", "round_retries",
+                     "tolerate_failures", "inject_failures", "round_seconds", "out"}
+#: Names of the first layer's weight in the models' state dicts (SAGE, GCN/GAT, MLP).
+_FIRST_WEIGHTS = ("convs.0.lin_l.weight", "convs.0.lin.weight", "convs.0.weight")
+
+
+def _next_dir(out: str) -> str:
+    """Where ``--overwrite`` trains until the new run is complete (a hidden sibling of ``out``)."""
+    parent, name = os.path.split(os.path.abspath(out).rstrip("/"))
+    return os.path.join(parent, f".{name}.next")
+
+
+def _is_run(path: str) -> bool:
+    return os.path.isfile(os.path.join(path, CONFIG_FILE))
+
+
+def check_run_dir(out: str, overwrite: bool, resume: bool) -> None:
+    """Fail before any Spark job when ``out`` cannot be used as asked."""
+    out = os.path.abspath(out)
+    if resume:
+        if not (_is_run(_next_dir(out)) or _is_run(out)):
+            raise TmaSparkError(f"--resume: {out} holds no run to resume (no config.json). Fix: start the run "
+                                "without --resume.")
+        return
+    if os.path.exists(out) and not overwrite:
+        state = "finished" if os.path.isfile(os.path.join(out, "summary.json")) else "unfinished: no summary.json"
+        raise TmaSparkError(f"Run folder {out} already exists ({state}). Fix: pass --resume to continue it, "
+                            "--overwrite to replace it, or choose another --out.")
+
+
+def open_run_dir(out: str, overwrite: bool, resume: bool) -> str:
+    """The folder this run writes to: ``out``, or its hidden ``.next`` sibling while replacing a run."""
+    out = os.path.abspath(out)
+    staged = _next_dir(out)
+    if resume:
+        return staged if _is_run(staged) else out
+    if os.path.exists(staged):
+        shutil.rmtree(staged)  # an earlier --overwrite run that was killed and not resumed
+    if os.path.exists(out):
+        os.makedirs(staged)
+        return staged
+    os.makedirs(out)
+    return out
+
+
+def publish_run_dir(run_dir: str, out: str) -> None:
+    """Swap a finished ``.next`` run in for the previous one (renames only: one complete run is always there)."""
+    out = os.path.abspath(out)
+    if run_dir == out:
+        return
+    crash_point("before-commit")  # fault injection: a driver killed here must leave the previous run in place
+    parent, name = os.path.split(out)
+    old = os.path.join(parent, f".{name}.previous-{uuid.uuid4().hex[:8]}")
+    if os.path.exists(out):
+        os.rename(out, old)
+    os.rename(run_dir, out)
+    shutil.rmtree(old, ignore_errors=True)
+
+
+def save_atomic(obj, path: str) -> None:
+    """``torch.save`` to a temporary sibling renamed over ``path``: readers never see a torn file."""
+    tmp = f"{path}.tmp-{os.getpid()}"
+    torch.save(obj, tmp)
+    os.replace(tmp, path)
+
+
+def write_run_files(run_dir: str, run_config: Optional[dict], model: ModelSpec) -> None:
+    """Write ``config.json`` (unless None: a resumed run keeps its own) and ``model.json``."""
+    if run_config is not None:
+        fs.write_json_local(os.path.join(run_dir, CONFIG_FILE), run_config)
+    fs.write_json_local(os.path.join(run_dir, MODEL_FILE), model.to_json())
+
+
+def read_config(run_dir: str) -> dict:
+    with open(os.path.join(run_dir, CONFIG_FILE)) as fh:
+        return json.load(fh)
+
+
+def check_resumable(saved: dict, current: dict, run_dir: str) -> None:
+    """The resumed run must be the same training problem; name every setting that differs."""
+    diffs = [f"{key}={saved.get(key)!r} (now {value!r})" for key, value in current.items()
+             if key not in RESUMABLE_CHANGES and key in saved and saved[key] != value]
+    if diffs:
+        raise ConfigError(f"--resume: the run in {run_dir} was trained with different settings: "
+                          f"{', '.join(diffs)}. Fix: resume with the run's settings (see its config.json), or "
+                          "start a new run with --overwrite or another --out.")
+
+
+def read_history(run_dir: str, upto: int) -> List[dict]:
+    """Metrics rows of rounds 1..``upto`` (a torn last line or later rounds are dropped), rewritten atomically."""
+    path = os.path.join(run_dir, "metrics.jsonl")
+    rows: List[dict] = []
+    if os.path.isfile(path):
+        for line in open(path):
+            try:
+                row = json.loads(line)
+            except ValueError:
+                break  # the driver was killed while appending this line
+            if row.get("round", upto + 1) <= upto:
+                rows.append(row)
+    rounds = [r["round"] for r in rows]
+    if rounds != list(range(1, len(rows) + 1)):
+        raise TmaSparkError(f"{path} has rounds {rounds}, not 1..{len(rows)}. Fix: it was edited or mixed with "
+                            "another run; start a new run.")
+    tmp = f"{path}.tmp-{os.getpid()}"
+    with open(tmp, "w") as fh:
+        fh.writelines(json.dumps(r) + "\n" for r in rows)
+    os.replace(tmp, path)
+    return rows
+
+
+@dataclass
+class Checkpoint:
+    """What ``checkpoint.pt`` holds after round ``round``: enough to continue the run from there.
+
+    Args:
+        round: the last averaged round.
+        elapsed: training budget used so far (seconds).
+        state: the global weights.
+        opts: each part's shipped optimizer state (:func:`~tma_spark.train.contract.to_bytes`).
+        rng: the driver's torch random state.
+        row: the round's metrics row without scores (re-evaluated on resume when its line was lost).
+        server_opt: LLCG's server optimizer state, or None.
+    """
+
+    round: int
+    elapsed: float
+    state: Dict[str, torch.Tensor]
+    opts: Dict[int, bytes]
+    rng: torch.Tensor
+    row: dict
+    server_opt: Optional[dict] = None
+
+
+def save_checkpoint(run_dir: str, ckpt: Checkpoint) -> None:
+    """Write ``checkpoint.pt`` atomically (a plain dict of tensors, bytes and numbers, tagged with its format)."""
+    fields_ = {f.name: getattr(ckpt, f.name) for f in fields(ckpt)}  # not asdict: it would deep-copy the weights
+    save_atomic({"format": CHECKPOINT_FORMAT, **fields_}, os.path.join(run_dir, CHECKPOINT))
+
+
+def load_checkpoint(run_dir: str) -> Optional[Checkpoint]:
+    """The run's checkpoint, or None when it was killed before its first round finished."""
+    path = os.path.join(run_dir, CHECKPOINT)
+    if not os.path.isfile(path):
+        return None
+    try:
+        data = torch.load(path, weights_only=True, map_location="cpu")
+    except Exception as exc:
+        raise TmaSparkError(f"--resume: {path} is not a readable tma_spark checkpoint ({type(exc).__name__}: "
+                            f"{str(exc)[:200]}). Fix: start a new run (--overwrite).") from None
+    if not isinstance(data, dict) or data.get("format") != CHECKPOINT_FORMAT:
+        raise TmaSparkError(f"--resume: {path} is not a tma_spark train checkpoint. Fix: start a new run "
+                            "(--overwrite).")
+    return Checkpoint(round=data["round"], elapsed=data["elapsed"], state=data["state"], opts=dict(data["opts"]),
+                      rng=data["rng"], row=data["row"], server_opt=data.get("server_opt"))
+
+
+def read_model_spec(run: str, run_cfg: dict, state, ckpt: str) -> ModelSpec:
+    """The :class:`ModelSpec` of run folder ``run``: its ``model.json``, or, for runs written before
+    ``model.json`` existed, :func:`derive_model_spec` from ``config.json`` and the state dict ``state``
+    (read from ``ckpt``)."""
+    if not (isinstance(state, dict) and any(k in state for k in _FIRST_WEIGHTS)):
+        raise TmaSparkError(f"Checkpoint {ckpt} is not a tma_spark model state dict. Fix: pass a run folder "
+                            "written by 'tma-spark train'.")
+    path = os.path.join(run, MODEL_FILE)
+    if not os.path.isfile(path):
+        return derive_model_spec(run_cfg, state, ckpt)
+    try:
+        with open(path) as fh:
+            return ModelSpec.from_json(json.load(fh))
+    except ValueError as exc:  # json.JSONDecodeError is a ValueError
+        raise TmaSparkError(f"{path} is not a tma_spark model spec ({exc}). Fix: restore it from the run's "
+                            f"training, or delete it to derive the model from {CONFIG_FILE} and the "
+                            "checkpoint.") from None
+
+
+def derive_model_spec(run_cfg: dict, state: dict, ckpt: str) -> ModelSpec:
+    """The model of a run written before ``model.json``: kind, hidden and layers from ``config.json``, the input
+    width from the first layer's weight and the output width from the last layer's."""
+    try:
+        first = next(state[k] for k in _FIRST_WEIGHTS if k in state)
+        last = [k for k in state if k.startswith(f"convs.{run_cfg['layers'] - 1}.") and k.endswith("weight")]
+        out_dim = int(state[last[0]].shape[0]) if last else int(run_cfg["hidden"])
+        return ModelSpec(kind=run_cfg["model"], in_dim=int(first.shape[1]), hidden=int(run_cfg["hidden"]),
+                         out_dim=out_dim, layers=int(run_cfg["layers"]), dropout=float(run_cfg.get("dropout", 0.5)))
+    except (KeyError, IndexError, StopIteration, TypeError, ValueError, AttributeError) as exc:
+        raise TmaSparkError(f"Cannot tell the model of checkpoint {ckpt}: its run has no {MODEL_FILE} and the "
+                            f"model's shape could not be derived from {CONFIG_FILE} and the weights "
+                            f"({type(exc).__name__}: {exc}). Fix: write {MODEL_FILE} beside it (kind, in_dim, "
+                            "hidden, out_dim, layers, dropout), or re-run training.") from None
