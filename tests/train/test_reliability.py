@@ -21,7 +21,7 @@ from tma_spark.lake import open_lake
 from tma_spark.train import TrainConfig, train
 
 BIN = Path(sys.executable).parent
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 FAST = {"round_seconds": 1.5, "hidden": 32}
 
 

@@ -18,7 +18,7 @@ from tma_spark.train.models import MODELS, build_model
 
 pytestmark = pytest.mark.spark
 BIN = Path(sys.executable).parent
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 
 
 @pytest.mark.parametrize("kind", MODELS)
