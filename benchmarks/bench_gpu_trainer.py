@@ -36,6 +36,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from tma_spark.arrays import symmetric_edges  # noqa: E402
+from tma_spark.partition.meta import open_parts  # noqa: E402
 from tma_spark.train.averaging import average_state_dicts  # noqa: E402
 from tma_spark.train.contract import ModelSpec, Source, TrainerSpec, to_bytes  # noqa: E402
 from tma_spark.train.executor import run_trainer_task, train_for  # noqa: E402
@@ -68,9 +69,9 @@ def _gpus(device: str):
 def tma(lake: str, parts: str, meta: dict, device: str, rounds: int, seconds: float, hidden: int,
         threads: int) -> dict:
     """RandomTMA rounds on one device through the trainer-task code; per-round test accuracy and speed."""
-    info = json.loads(Path(parts, "_tma_parts.json").read_text())
-    k = int(info["config"]["parts"])
-    source = Source("parts", os.path.abspath(parts), info["config"]["format"], 0)
+    info = open_parts(None, parts)
+    k = info.parts
+    source = Source("parts", info.path, info.format, info.version)
     spec = _spec(meta, source, hidden)
     whole = build_graph(read_table(f"{lake}/nodes", meta["format"], ["id", "features", "label", "split"]),
                         read_table(f"{lake}/edges", meta["format"], ["src", "dst"]))
