@@ -6,9 +6,9 @@ import torch
 from torch import nn
 from torch_geometric.nn import GATConv, GCNConv, SAGEConv
 
-__all__ = ["MODELS", "GNN", "NarrowingSAGEConv", "build_model"]
+from .config import MODELS  # declared once, with the setting (the config module imports no torch)
 
-MODELS = ("sage", "gcn", "gat", "mlp")
+__all__ = ["MODELS", "GNN", "NarrowingSAGEConv", "build_model"]
 
 
 class NarrowingSAGEConv(SAGEConv):
