@@ -5,8 +5,10 @@ The ingest table-validation cases live in test_ingest_validation.py (19 cases, s
 corrupted and foreign checkpoints also in test_infer.py. This file adds the cases between commands.
 """
 
+import json
 import os
 import pickle
+import platform
 import re
 import shutil
 from pathlib import Path
@@ -82,6 +84,21 @@ def _parts_with_meta(world, tmp_path, text):
     return str(parts)
 
 
+def _someone_elses(tmp):
+    """A folder of someone else's data, where a typo points --overwrite."""
+    data = tmp / "data"
+    data.mkdir()
+    (data / "precious.csv").write_text("keep me\n")
+    return data
+
+
+def _claimed_by_a_live_job(out):
+    """``out`` as a running job (process 1, alive on this host) has claimed it."""
+    (out.parent / f".{out.name}.claim").write_text(json.dumps(
+        {"host": platform.node(), "pid": 1, "command": "tma-spark ingest", "started": "2026-12-01T00:00:00"}))
+    return out
+
+
 def _train(w, out, *extra):
     return ["train", "--lake", w["lake"], "--partitions", w["parts"], "--out", out, "-T", "1", "--max-rounds", "1",
             "--hidden", "16", *extra]
@@ -111,6 +128,19 @@ CASES = [
     ("train-foreign-parts-meta", lambda w, t: ["train", "--lake", w["lake"], "--partitions",
                                                _parts_with_meta(w, t, '{"config": {"k": 2}}'), "--out", t / "R"],
      "_tma_parts.json lacks parts"),
+    ("ingest-overwrite-foreign-folder", lambda w, t: ["ingest", "--lake", _someone_elses(t), "--dataset", "cora",
+                                                      "--overwrite"], "--overwrite refused"),
+    ("partition-overwrite-a-lake", lambda w, t: ["partition", "--lake", w["lake"], "--out", w["lake"], "--overwrite"],
+     "is not a partitions folder written by"),
+    ("train-overwrite-foreign-folder", lambda w, t: _train(w, _someone_elses(t), "--overwrite"), "--overwrite refused"),
+    ("infer-overwrite-foreign-folder", lambda w, t: ["infer", "--lake", w["lake"], "--run", w["run"], "--out",
+                                                     _someone_elses(t), "--overwrite"], "--overwrite refused"),
+    ("bench-overwrite-a-run", lambda w, t: ["bench", "--lake", w["lake"], "--out", w["run"], "--methods", "central",
+                                            "--seeds", "1", "--overwrite"], "is not a benchmark folder"),
+    ("ingest-claimed-by-another-job", lambda w, t: ["ingest", "--lake", _claimed_by_a_live_job(t / "L"), "--dataset",
+                                                    "cora"], "is being written by another job: tma-spark ingest"),
+    ("train-claimed-by-another-job", lambda w, t: _train(w, _claimed_by_a_live_job(t / "R")),
+     "is being written by another job"),
     ("train-existing-run", lambda w, t: _train(w, w["run"]), "already exists (finished)"),
     ("train-resume-nothing", lambda w, t: _train(w, t / "R", "--resume"), "holds no run to resume"),
     ("train-resume-and-overwrite", lambda w, t: _train(w, w["run"], "--resume", "--overwrite"), "pass one of them"),

@@ -87,6 +87,44 @@ def test_tracking_settings():
         tracking_settings(None, {"uri": "x"})
 
 
+BILLION_LAUGHS = """\
+train:
+  a: &a ["lol", "lol", "lol", "lol", "lol", "lol", "lol", "lol", "lol"]
+  b: &b [*a, *a, *a, *a, *a, *a, *a, *a, *a]
+  c: &c [*b, *b, *b, *b, *b, *b, *b, *b, *b]
+  d: &d [*c, *c, *c, *c, *c, *c, *c, *c, *c]
+  e: &e [*d, *d, *d, *d, *d, *d, *d, *d, *d]
+  f: &f [*e, *e, *e, *e, *e, *e, *e, *e, *e]
+  g: &g [*f, *f, *f, *f, *f, *f, *f, *f, *f]
+  h: &h [*g, *g, *g, *g, *g, *g, *g, *g, *g]
+  i: &i [*h, *h, *h, *h, *h, *h, *h, *h, *h]
+"""
+
+
+@pytest.mark.parametrize("text,where", [(BILLION_LAUGHS, "*a, line 3"),
+                                        ("lake: &l /data/lake\nrun: *l\n", "*l, line 2")])
+def test_yaml_aliases_are_refused_naming_the_file(tmp_path, text, where):
+    cfg = _write(tmp_path, text)
+    with pytest.raises(ConfigError) as info:
+        load_config(cfg)
+    assert cfg in str(info.value) and f"YAML alias ({where})" in str(info.value) and "Fix:" in str(info.value)
+    with pytest.raises(ConfigError, match="alias"):
+        apply_overrides({}, ["lake=*l"])
+
+
+def test_yaml_booleans_on_and_off_are_the_words_for_on_off_choices(tmp_path):
+    from tma_spark.partition import PartitionConfig
+
+    for word in ("on", "off"):
+        doc = load_config(_write(tmp_path, f"partition: {{full_stats: {word}}}\n"))
+        assert command_defaults(doc, "partition", PartitionConfig) == {"full_stats": word}
+        assert command_defaults(apply_overrides({}, [f"partition.full_stats={word}"]), "partition",
+                                PartitionConfig) == {"full_stats": word}
+    doc = load_config(_write(tmp_path, "partition: {format: true}\n"))  # no on/off choices: still refused
+    with pytest.raises(ConfigError, match="'true' is not one of delta, parquet"):
+        command_defaults(doc, "partition", PartitionConfig)
+
+
 @pytest.mark.spark
 def test_bad_config_fails_before_spark_with_exit_2(cli, tmp_path):
     cfg = _write(tmp_path, {"lake": str(tmp_path / "L"), "partitions": "P", "run": "R", "predictions": "Q",
@@ -99,7 +137,8 @@ def test_bad_config_fails_before_spark_with_exit_2(cli, tmp_path):
 @pytest.mark.spark
 def test_run_pipeline_end_to_end_with_mlflow(cli, tmp_path, monkeypatch):
     """`tma-spark run` on Cora: ingest, partition, train, infer, with the run tracked in a local MLflow store;
-    a second run with another train setting reuses the lake and the partitions."""
+    a second run resuming the training for one more round reuses the lake and the partitions and continues the
+    same MLflow run (RUN/tracking.json)."""
     from mlflow.tracking import MlflowClient
 
     monkeypatch.chdir(tmp_path)
@@ -127,7 +166,13 @@ def test_run_pipeline_end_to_end_with_mlflow(cli, tmp_path, monkeypatch):
     artifacts = {f.path for folder in ("run", "partitions") for f in client.list_artifacts(mlrun.info.run_id, folder)}
     assert {"run/best.pt", "run/metrics.jsonl", "partitions/stats.json", "partitions/stats.png"} <= artifacts
 
-    code, out, err = cli("run", "--config", cfg, "--set", "partition.parts=2", "--set", "train.overwrite=true",
-                         "--set", "infer.overwrite=true")
+    assert json.loads((run / "tracking.json").read_text())["run_id"] == mlrun.info.run_id
+
+    code, out, err = cli("run", "--config", cfg, "--set", "partition.parts=2", "--set", "train.resume=true",
+                         "--set", "train.max_rounds=3", "--set", "infer.overwrite=true")
     assert code == 0, err[-3000:]
     assert "using the existing lake" in err and "using the existing partitions" in err
+    resumed = json.loads(out.strip().splitlines()[-1])
+    assert resumed["mlflow_run_id"] == mlrun.info.run_id  # the resumed run continues the same MLflow run
+    assert [m.step for m in client.get_metric_history(mlrun.info.run_id, "val")] == [1, 2, 3]
+    assert client.get_run(mlrun.info.run_id).info.status == "FINISHED"

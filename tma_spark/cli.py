@@ -15,7 +15,7 @@ import os
 import sys
 from typing import Dict, List, Optional
 
-from . import __version__
+from . import __version__, jsonsafe
 from .commands import CONFIG_COMMANDS, SETTINGS, build_config, file_settings
 from .configfile import STEPS, command_defaults, load_config
 from .errors import TmaSparkError
@@ -158,7 +158,7 @@ def run(argv: Optional[List[str]] = None) -> int:
     if args.command == "run":
         from .pipeline import run_pipeline
 
-        print(json.dumps(run_pipeline(args)))
+        print(jsonsafe.dumps(run_pipeline(args)))
         return 0
 
     # validated before Spark starts
@@ -181,25 +181,25 @@ def run(argv: Optional[List[str]] = None) -> int:
 
         stats = partition(spark, cfg)
         keys = ("strategy", "parts", "seed", "edge_retention", "label_tv", "node_balance", "edges_kept")
-        print(json.dumps({k: stats[k] for k in keys}))
+        print(jsonsafe.dumps({k: stats[k] for k in keys}))
         return 0
     if args.command == "train":
         from .pipeline import train_tracked
         from .tracking import Tracker, tracking_settings
 
         tracker = Tracker(tracking_settings(args.mlflow, args.config_doc.get("mlflow")))
-        print(json.dumps(train_tracked(spark, cfg, tracker)))
+        print(jsonsafe.dumps(train_tracked(spark, cfg, tracker)))
         return 0
     if args.command == "infer":
         from .infer import infer
 
-        print(json.dumps({k: v for k, v in infer(spark, cfg).items() if k != "config"}))
+        print(jsonsafe.dumps({k: v for k, v in infer(spark, cfg).items() if k != "config"}))
         return 0
     if args.command == "bench":
         from .bench import bench
 
         results = bench(spark, cfg, command=" ".join(["tma-spark", *argv]))
-        print(json.dumps({"out": cfg.out, "speedups": results["speedups"],
+        print(jsonsafe.dumps({"out": cfg.out, "speedups": results["speedups"],
                           "rows": [{k: r[k] for k in ("method", "test_mean", "time_to_target_mean")}
                                    for r in results["rows"]]}))
         return 0
@@ -207,7 +207,7 @@ def run(argv: Optional[List[str]] = None) -> int:
         from .info import format_summary, lake_summary
 
         summary = lake_summary(spark, args.lake)
-        print(json.dumps(summary, indent=2, default=str) if args.json else format_summary(summary))
+        print(jsonsafe.dumps(summary, indent=2, default=str) if args.json else format_summary(summary))
         return 0
     raise AssertionError(args.command)
 

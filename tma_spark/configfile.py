@@ -17,12 +17,15 @@ A section's keys are the command's settings, the fields of the dataclass that de
 two exceptions, ingest's ``input_format`` (``--format``) and train's ``inject_failures`` (``--inject-failure``).
 Every key and value is checked against those fields before any Spark job starts: an unknown key, a wrong type
 or a value outside the allowed choices is a :class:`ConfigError` that names the file, the key and what is
-allowed. Pure functions; no Spark.
+allowed. YAML aliases (``*name``) are refused, so a small file cannot expand to billions of values; YAML 1.1
+reads ``on``/``off`` as booleans, which settings whose choices are ``on``/``off`` take back as those words.
+Pure functions; no Spark.
 """
 
 from __future__ import annotations
 
 import difflib
+import functools
 import os
 from typing import Dict, List, Optional, Sequence
 
@@ -52,7 +55,11 @@ def load_config(path: str) -> dict:
         raise ConfigError(f"Config file {path} does not exist. Fix: pass the path of a YAML file with --config.")
     try:
         with open(path) as fh:
-            doc = yaml.safe_load(fh)  # safe_load: plain data only, never Python objects
+            doc = yaml.load(fh, Loader=_loader())  # safe: plain data only, never Python objects; no aliases
+    except _alias_error() as exc:
+        raise ConfigError(f"Config file {path} uses a YAML alias ({exc.alias}, line {exc.line}): aliases are "
+                          "refused, since a few lines of them can expand to billions of values. Fix: write the "
+                          "value out where the alias is.") from None
     except yaml.YAMLError as exc:
         raise ConfigError(f"Config file {path} is not valid YAML: {exc}".replace("\n", " ")) from None
     doc = {} if doc is None else doc
@@ -66,6 +73,36 @@ def load_config(path: str) -> dict:
             raise ConfigError(f"{path}: {key} must be a mapping of {key} settings, e.g. {key}: {{seed: 0}}.")
     doc["_path"] = path
     return doc
+
+
+@functools.lru_cache(maxsize=None)
+def _alias_error() -> type:
+    import yaml
+
+    class AliasRefused(yaml.YAMLError):
+        """A YAML alias (``*name``) in a config file."""
+
+        def __init__(self, alias: str, line: int):
+            super().__init__(f"alias {alias} at line {line}")
+            self.alias, self.line = alias, line
+
+    return AliasRefused
+
+
+@functools.lru_cache(maxsize=None)
+def _loader() -> type:
+    """A ``yaml.SafeLoader`` that refuses aliases: a "billion laughs" document (anchors referring to anchors)
+    fails at its first alias instead of expanding. Anchors alone are harmless and allowed."""
+    import yaml
+
+    class NoAliasSafeLoader(yaml.SafeLoader):
+        def compose_node(self, parent, index):
+            if self.check_event(yaml.AliasEvent):
+                event = self.peek_event()
+                raise _alias_error()(f"*{event.anchor}", event.start_mark.line + 1)
+            return super().compose_node(parent, index)
+
+    return NoAliasSafeLoader
 
 
 def _suggest(word: str, choices: Sequence[str]) -> str:
@@ -101,7 +138,10 @@ def apply_overrides(doc: dict, assignments: Optional[List[str]]) -> dict:
         key, sep, text = item.partition("=")
         if not sep or not key:
             raise ConfigError(f"--set {item!r} must be KEY=VALUE, e.g. train.time_limit=60 or lake=/data/lake.")
-        value = yaml.safe_load(text) if text else None
+        try:
+            value = yaml.load(text, Loader=_loader()) if text else None
+        except yaml.YAMLError as exc:
+            raise ConfigError(f"--set {item!r}: {text!r} is not a YAML value ({exc}).".replace("\n", " ")) from None
         section, dot, name = key.partition(".")
         if section not in TOP_LEVEL:
             raise ConfigError(f"--set {item!r}: unknown key {section!r}{_suggest(section, TOP_LEVEL)}. Allowed: "

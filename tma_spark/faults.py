@@ -2,11 +2,13 @@
 
 Two kinds of faults:
 
-* Trainer faults (``tma-spark train --inject-failure KIND:PART:ROUND``): trainer ``PART`` dies half-way
-  through round ``ROUND``. ``trainer`` kills the trainer's Python worker process (as an out-of-memory kill
-  or a crash would); ``executor`` kills the whole executor JVM that runs it (as a lost machine would), which
-  needs separate executor processes (``local-cluster`` or a real cluster). A fault fires on the first
-  attempt of that round only, so the retried round can succeed.
+* Trainer faults (``tma-spark train --inject-failure KIND:PART:ROUND``): trainer ``PART`` fails in round
+  ``ROUND``. ``trainer`` kills the trainer's Python worker process half-way through the round (as an
+  out-of-memory kill or a crash would); ``executor`` kills the whole executor JVM that runs it (as a lost
+  machine would), which needs separate executor processes (``local-cluster`` or a real cluster). These fire
+  on the first attempt of that round only, so the retried round can succeed. ``diverge`` lets the trainer
+  finish the round but turns its weights into NaN (as a far too large learning rate would); it fires on
+  every attempt of the round, as a real divergence replays from the same weights and seeds.
 * Crash points (environment variable ``TMA_SPARK_CRASH_AT=NAME``): the job process kills itself with
   SIGKILL at the named point, e.g. just before a finished output is renamed into place, so tests can show
   that a job killed while writing leaves the previous output readable and no half-written one visible.
@@ -24,18 +26,21 @@ from typing import Optional, Sequence, Tuple
 
 from .errors import ConfigError
 
-__all__ = ["Fault", "FAULT_KINDS", "parse_faults", "fault_for", "crash_point", "kill_self", "kill_executor",
-           "CRASH_ENV"]
+__all__ = ["Fault", "FAULT_KINDS", "REPLAYED_KINDS", "parse_faults", "fault_for", "crash_point", "kill_self",
+           "kill_executor", "CRASH_ENV"]
 
 log = logging.getLogger(__name__)
 
-FAULT_KINDS = ("trainer", "executor")
+FAULT_KINDS = ("trainer", "executor", "diverge")
+#: Kinds that fire on every attempt of their round (the others on the first attempt only).
+REPLAYED_KINDS = ("diverge",)
 CRASH_ENV = "TMA_SPARK_CRASH_AT"
 
 
 @dataclass(frozen=True)
 class Fault:
-    """Trainer ``part`` dies during round ``round`` (1-based), killing ``kind`` (trainer or executor)."""
+    """Trainer ``part`` fails in round ``round`` (1-based): ``kind`` is what fails (its Python worker, its
+    executor, or its weights, which diverge)."""
 
     kind: str
     part: int
@@ -68,10 +73,10 @@ def parse_faults(text: Optional[str]) -> Tuple[Fault, ...]:
 
 
 def fault_for(faults: Sequence[Fault], part: int, round_index: int, first_attempt: bool) -> Optional[Fault]:
-    """The fault that should fire in this task, if any (only on the round's first attempt)."""
-    if not first_attempt:
-        return None
-    return next((f for f in faults if f.part == part and f.round == round_index), None)
+    """The fault that should fire in this task, if any: a kill only on the round's first attempt, a
+    divergence on every attempt."""
+    return next((f for f in faults if f.part == part and f.round == round_index
+                 and (first_attempt or f.kind in REPLAYED_KINDS)), None)
 
 
 def kill_self(reason: str) -> None:

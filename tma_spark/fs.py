@@ -8,14 +8,15 @@ never leaves a half-written output visible.
 
 from __future__ import annotations
 
-import json
 import os
 import uuid
 from typing import Optional, Tuple
 
+from . import jsonsafe
 from .faults import crash_point
 
-__all__ = ["qualify", "exists", "delete", "rename", "write_bytes", "write_text", "read_text", "modified_time",
+__all__ = ["qualify", "exists", "delete", "rename", "write_bytes", "write_text", "read_text", "modified_time", "list_names",
+           "create_exclusive",
            "staging_sibling", "replace_dir", "write_json_local"]
 
 
@@ -33,17 +34,38 @@ def _fs(spark, path: str) -> Tuple[object, object]:
 
 
 def exists(spark, path: str) -> bool:
+    """Whether ``path`` exists (Hadoop's FileSystem with a session; pyarrow when ``spark`` is None)."""
+    if spark is None:
+        from pyarrow import fs as pafs
+
+        fs_, p = _arrow_fs(path)
+        return fs_.get_file_info(p).type != pafs.FileType.NotFound
     fs, p = _fs(spark, path)
     return bool(fs.exists(p))
 
 
 def delete(spark, path: str) -> None:
+    """Delete ``path`` (recursively) when it exists."""
+    if spark is None:
+        from pyarrow import fs as pafs
+
+        fs_, p = _arrow_fs(path)
+        kind = fs_.get_file_info(p).type
+        if kind == pafs.FileType.Directory:
+            fs_.delete_dir(p)
+        elif kind != pafs.FileType.NotFound:
+            fs_.delete_file(p)
+        return
     fs, p = _fs(spark, path)
     if fs.exists(p):
         fs.delete(p, True)
 
 
 def rename(spark, src: str, dst: str) -> None:
+    if spark is None:
+        fs_, s = _arrow_fs(src)
+        fs_.move(s, _arrow_fs(dst)[1])
+        return
     fs, s = _fs(spark, src)
     _, d = _fs(spark, dst)
     if not fs.rename(s, d):
@@ -64,6 +86,50 @@ def write_bytes(spark, path: str, data: bytes) -> None:
 def write_text(spark, path: str, text: str) -> None:
     """Write a small UTF-8 text file (overwrites)."""
     write_bytes(spark, path, text.encode("utf-8"))
+
+
+def create_exclusive(spark, path: str, text: str) -> bool:
+    """Create the small file ``path`` with ``text`` only if it does not exist; False when it does. Atomic on
+    local disks (``O_EXCL``) and HDFS; through Hadoop's ``create(overwrite=false)`` elsewhere."""
+    local = qualify(path)
+    local = local[len("file:"):] if local.startswith("file:") else local
+    if "://" not in local:
+        os.makedirs(os.path.dirname(local), exist_ok=True)
+        try:
+            fd = os.open(local, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+        except FileExistsError:
+            return False
+        with os.fdopen(fd, "w") as fh:
+            fh.write(text)
+        return True
+    fs, p = _fs(spark, path)
+    try:
+        out = fs.create(p, False)
+    except Exception as exc:  # py4j: org.apache.hadoop.fs.FileAlreadyExistsException
+        if "FileAlreadyExists" in str(exc) or fs.exists(p):
+            return False
+        raise
+    try:
+        out.write(bytearray(text.encode("utf-8")))
+    finally:
+        out.close()
+    return True
+
+
+def list_names(spark, path: str):
+    """The names of the entries of folder ``path`` (None when ``path`` is a file), through Hadoop's
+    FileSystem (``spark`` given) or pyarrow (``spark`` None)."""
+    if spark is None:
+        from pyarrow import fs as pafs
+
+        fs_, p = _arrow_fs(path)
+        if fs_.get_file_info(p).type != pafs.FileType.Directory:
+            return None
+        return [info.base_name for info in fs_.get_file_info(pafs.FileSelector(p))]
+    fs, p = _fs(spark, path)
+    if not fs.getFileStatus(p).isDirectory():
+        return None
+    return [status.getPath().getName() for status in fs.listStatus(p)]
 
 
 def _arrow_fs(path: str):
@@ -135,8 +201,9 @@ def replace_dir(spark, staging: str, final: str) -> None:
 
 def write_json_local(path: str, obj) -> None:
     """Write ``obj`` as JSON to a local file atomically (a temporary sibling renamed over ``path``), for run
-    folders, which live on the driver's disk."""
+    folders, which live on the driver's disk. Always valid JSON: NaN and infinities are written as null
+    (:func:`tma_spark.jsonsafe.dumps`)."""
     tmp = f"{path}.tmp-{os.getpid()}"
     with open(tmp, "w") as fh:
-        json.dump(obj, fh, indent=2, default=str)
+        fh.write(jsonsafe.dumps(obj, indent=2, default=str))
     os.replace(tmp, path)

@@ -5,7 +5,7 @@ Layout::
     LAKE/nodes            id long, features array<float>, label int (nullable), split string (nullable)
     LAKE/edges            src long, dst long [, split string]
     LAKE/id_map           orig_id (input type), id long     -- only when input ids were not dense 0..N-1
-    LAKE/_tma_lake.json   metadata: format, counts, feature dimension, classes, provenance
+    LAKE/_tma_lake.json   metadata: format, counts, feature dimension, classes, provenance, format_version
 
 Node ids in ``nodes`` and ``edges`` are always dense (0..N-1). Tables are Delta
 by default (Parquet optional). A lake is written to a staging sibling and
@@ -25,14 +25,19 @@ from pyspark.sql import types as T
 
 from . import __version__, fs
 from .errors import TmaSparkError
+from .outputs import check_replaceable
 
 __all__ = [
-    "NODE_SCHEMA", "EDGE_SCHEMA", "SPLITS", "LAKE_FORMATS", "LakeMeta", "Lake", "open_lake", "write_lake",
+    "NODE_SCHEMA", "EDGE_SCHEMA", "SPLITS", "LAKE_FORMATS", "LAKE_FORMAT_VERSION", "LakeMeta", "Lake", "open_lake",
+    "write_lake",
 ]
 
 log = logging.getLogger(__name__)
 
 META_FILE = "_tma_lake.json"
+#: Version of the lake layout this code writes and the newest it reads; lakes written before the field existed
+#: (no ``format_version`` in ``_tma_lake.json``) are version 1.
+LAKE_FORMAT_VERSION = 1
 SPLITS = ("train", "val", "test")
 LAKE_FORMATS = ("delta", "parquet")
 
@@ -63,6 +68,7 @@ class LakeMeta:
     source: dict = field(default_factory=dict)
     created_at: str = ""
     tma_spark_version: str = __version__
+    format_version: int = LAKE_FORMAT_VERSION
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), indent=2, sort_keys=True)
@@ -102,6 +108,7 @@ def open_lake(spark: SparkSession, path: str) -> Lake:
         )
     try:
         raw = json.loads(fs.read_text(spark, meta_path))
+        _check_format_version(meta_path, raw)
         meta = LakeMeta(**raw)
     except (ValueError, TypeError) as exc:
         raise TmaSparkError(f"{meta_path} is not valid lake metadata ({exc}). Fix: re-run 'tma-spark ingest'.") from exc
@@ -111,11 +118,28 @@ def open_lake(spark: SparkSession, path: str) -> Lake:
     return Lake(spark, path, meta)
 
 
-def check_output_path(spark: SparkSession, path: str, overwrite: bool, what: str = "Lake") -> str:
-    """Refuse an existing output unless ``overwrite``; return the qualified path."""
+def _check_format_version(meta_path: str, raw) -> None:
+    """Refuse a lake written in a newer layout than this code reads (a clear error, not a wrong read)."""
+    version = raw.get("format_version", 1) if isinstance(raw, dict) else 1
+    if not isinstance(version, int) or isinstance(version, bool) or version < 1:
+        raise TmaSparkError(f"{meta_path}: format_version {version!r} is not a lake format version (a whole number "
+                            "from 1). Fix: re-run 'tma-spark ingest'.")
+    if version > LAKE_FORMAT_VERSION:
+        raise TmaSparkError(f"{meta_path}: the lake has format version {version}, written by a newer tma_spark "
+                            f"({raw.get('tma_spark_version', 'unknown')}); tma_spark {__version__} reads versions up "
+                            f"to {LAKE_FORMAT_VERSION}. Fix: upgrade tma_spark, or re-ingest the lake with this "
+                            "version.")
+
+
+def check_output_path(spark: SparkSession, path: str, overwrite: bool, what: str = "Lake",
+                      kind: str = "lake") -> str:
+    """Refuse an existing output unless ``overwrite``, and with ``overwrite`` unless it is a ``kind`` output
+    (:func:`tma_spark.outputs.check_replaceable`); return the qualified path."""
     path = fs.qualify(path)
-    if fs.exists(spark, path) and not overwrite:
-        raise TmaSparkError(f"{what} {path} already exists. Fix: choose another path or pass --overwrite.")
+    if fs.exists(spark, path):
+        if not overwrite:
+            raise TmaSparkError(f"{what} {path} already exists. Fix: choose another path or pass --overwrite.")
+        check_replaceable(spark, path, kind)
     return path
 
 

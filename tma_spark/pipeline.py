@@ -37,17 +37,31 @@ def _local(path: Optional[str]) -> Optional[str]:
     return os.path.abspath(path[len("file:"):] if path.startswith("file:") else path)
 
 
+def _resumed_run_id(cfg) -> Optional[str]:
+    """The MLflow run that a ``--resume`` of train settings ``cfg`` continues (from ``RUN/tracking.json``)."""
+    if not getattr(cfg, "resume", False):
+        return None
+    from .train.run_dir import read_tracking
+
+    return (read_tracking(cfg.out) or {}).get("run_id")
+
+
 def train_tracked(spark, cfg, tracker: Tracker, params: Optional[dict] = None) -> dict:
     """Train with ``cfg``, logging parameters, per-round metrics, the summary, the best model and the
-    partition statistics to ``tracker`` (a no-op when tracking is off)."""
-    from .train import train
+    partition statistics to ``tracker`` (a no-op when tracking is off).
 
-    own_run = tracker.enabled and tracker.run_id is None
+    Tracking failures never stop training: they are logged and the tracker sends them again when the run ends
+    (:class:`~tma_spark.tracking.Tracker`). A resumed run continues the MLflow run of ``RUN/tracking.json``.
+    """
+    from .train import train
+    from .train.run_dir import write_tracking
+
+    own_run = tracker.enabled and not tracker.started
     if own_run:
-        tracker.start(os.path.basename(os.path.abspath(cfg.out)), params or asdict(cfg))
+        tracker.start(os.path.basename(os.path.abspath(cfg.out)), params or asdict(cfg), _resumed_run_id(cfg))
     ok = False
     try:
-        summary = train(spark, cfg, on_round=tracker.log_round)
+        summary = train(spark, cfg, on_round=tracker.log_round, tracking=tracker.info())
         tracker.log_metrics({f"final_{k}": v for k, v in summary.items()})
         run_dir, parts = os.path.abspath(cfg.out), _local(cfg.partitions)
         tracker.log_artifacts([(os.path.join(run_dir, name), "run") for name in
@@ -55,6 +69,8 @@ def train_tracked(spark, cfg, tracker: Tracker, params: Optional[dict] = None) -
                               ([(os.path.join(parts, name), "partitions") for name in ("stats.json", "stats.png")]
                                if parts else []))
         ok = True
+        tracker.flush()  # a first retry of what failed during the rounds; end() retries what is still unsent
+        write_tracking(run_dir, tracker.info())  # the MLflow run may have been created only now, by the retry
         return summary
     finally:
         if own_run:
@@ -96,7 +112,7 @@ def run_pipeline(args: argparse.Namespace) -> dict:
         master = f"local[{max(cfgs['partition'].parts, os.cpu_count() or 1)}]"  # one task slot per trainer
     spark = get_spark(master=master, quiet=args.quiet)
     params = {f"{step}.{k}": v for step, cfg in cfgs.items() for k, v in asdict(cfg).items()}
-    tracker.start(os.path.basename(os.path.abspath(cfgs["train"].out)), params)
+    tracker.start(os.path.basename(os.path.abspath(cfgs["train"].out)), params, _resumed_run_id(cfgs["train"]))
     ok = False
     try:
         result = _run_steps(spark, cfgs, tracker)

@@ -184,12 +184,24 @@ def coerce(where: str, spec: Spec, value: Any) -> Any:
         value = ",".join(str(v) for v in value)  # e.g. split: [0.6, 0.2, 0.2] -> "0.6,0.2,0.2"
     elif isinstance(value, dict):
         raise ConfigError(f"{where} must be a single value, not a mapping ({flag}).")
+    elif isinstance(value, bool):
+        value = _bool_word(value, spec.setting.choices)
     else:
-        value = str(value) if not isinstance(value, bool) else str(value).lower()
+        value = str(value)
     choices = spec.setting.choices
     if choices is not None and value not in choices:
         raise ConfigError(f"{where} = {value!r} is not one of {', '.join(map(str, choices))} ({flag}).")
     return value
+
+
+def _bool_word(value: bool, choices: Optional[Tuple[str, ...]]) -> str:
+    """The word a YAML boolean stands for in a text setting: YAML 1.1 reads ``on``/``off`` and ``yes``/``no``
+    as true/false, so a setting whose choices include such a pair gets that word back (``full_stats: on`` is
+    ``"on"``); otherwise ``"true"``/``"false"``."""
+    for yes, no in (("on", "off"), ("yes", "no"), ("true", "false")):
+        if choices is not None and yes in choices and no in choices:
+            return yes if value else no
+    return "true" if value else "false"
 
 
 def check_choices(cfg) -> None:

@@ -72,7 +72,7 @@ def test_bench_config_validation(tmp_path):
 
 
 @pytest.mark.spark
-def test_bench_cli_on_cora_writes_results_report_and_curves_and_resumes_seeds(cli, cora_lake, tmp_path):
+def test_bench_cli_on_cora_writes_results_report_and_curves_and_resumes_seeds_and_overwrites(cli, cora_lake, tmp_path):
     out = tmp_path / "bench"
     args = ("bench", "--lake", cora_lake, "--methods", "central,ddp,random", "--budget", "4", "--parts", "2",
             "-T", "2", "--hidden", "32", "--out", out)
@@ -97,3 +97,11 @@ def test_bench_cli_on_cora_writes_results_report_and_curves_and_resumes_seeds(cl
     code, stdout, err = cli(*args[:-4], "--hidden", "64", "--out", out, "--seeds", "3", "--resume")
     assert code != 0 and "was made with other settings (hidden 32 -> 64)" in err
     assert json.loads((out / "results.json").read_text())["runs"] == results["runs"]
+    # --overwrite runs in a hidden sibling and swaps it in at the end: the new results replace the old ones
+    code, stdout, err = cli("bench", "--lake", cora_lake, "--methods", "central", "--budget", "2", "--parts", "2",
+                            "-T", "2", "--hidden", "32", "--out", out, "--seeds", "1", "--overwrite")
+    assert code == 0, err[-3000:]
+    replaced = json.loads((out / "results.json").read_text())
+    assert [(r["method"], r["seed"]) for r in replaced["runs"]] == [("central", 0)]
+    assert replaced["meta"]["out"] == str(out)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["bench"]  # no staging folder left beside it

@@ -71,3 +71,50 @@ def test_unique_int64_equals_np_unique(values):
 
     x = np.asarray(values, dtype=np.int64)
     assert np.array_equal(unique_int64(x), np.unique(x))
+
+
+def _ingest_config(**flags):
+    """The IngestConfig of ``tma-spark ingest`` with these flags (values as typed on the command line)."""
+    from tma_spark.ingest.config import IngestOptions
+    from tma_spark.settings import from_values
+
+    return from_values(IngestOptions, {"lake": "lake", **flags}).to_config()
+
+
+def test_split_flag_gives_a_dataset_those_fractions_and_its_own_split_by_default():
+    from tma_spark.ingest.job import load_graph_arrays
+
+    cfg = _ingest_config(dataset="cora", split="0.5,0.25,0.25", seed=3)
+    assert cfg.split_fractions == (0.5, 0.25, 0.25)
+    g = load_graph_arrays(cfg)
+    assert np.bincount(g.split, minlength=3).tolist() == [1354, 677, 677]
+    assert np.array_equal(g.split, datasets.seeded_split(2708, 3, (0.5, 0.25, 0.25)))
+    assert g.source["split_fractions"] == [0.5, 0.25, 0.25] and g.source["split_seed"] == 3
+    default = _ingest_config(dataset="cora")
+    assert default.split_fractions is None  # not given: the dataset's own split
+    assert np.bincount(load_graph_arrays(default).split, minlength=3).tolist() == [1625, 542, 541]
+
+
+def test_ogbn_arxiv_keeps_its_official_split_unless_split_is_given(tmp_path):
+    import json
+
+    folder = tmp_path / "ogbn_arxiv"
+    folder.mkdir()
+    n = 20
+    np.savez(folder / "adj_full.npz", shape=np.array([n, n]), indptr=np.zeros(n + 1, dtype=np.int64),
+             indices=np.zeros(0, dtype=np.int64))
+    (folder / "class_map.json").write_text(json.dumps({str(i): i % 3 for i in range(n)}))
+    (folder / "role.json").write_text(json.dumps({"tr": list(range(10)), "va": list(range(10, 15)),
+                                                  "te": list(range(15, 20))}))
+    official = datasets.load_dataset("ogbn_arxiv", str(tmp_path), feature_dim=4)
+    assert official.split.tolist() == [0] * 10 + [1] * 5 + [2] * 5 and official.source["split"] == "official"
+    mine = datasets.load_dataset("ogbn_arxiv", str(tmp_path), split_seed=1, feature_dim=4,
+                                 split_fractions=(0.5, 0.5, 0.0))
+    assert np.bincount(mine.split, minlength=3).tolist() == [10, 10, 0]
+    assert mine.source["split"] == {"seed": 1, "fractions": [0.5, 0.5, 0.0]}
+
+
+def test_synthetic_graphs_follow_split_too():
+    cfg = _ingest_config(synthetic=True, nodes="100", edges="300", split="0.5,0.5,0")
+    assert cfg.synthetic.split == (0.5, 0.5, 0.0)
+    assert _ingest_config(synthetic=True, nodes="100", edges="300").synthetic.split == datasets.DEFAULT_SPLIT

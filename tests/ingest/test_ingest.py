@@ -144,3 +144,24 @@ def test_fastrp_structural_features_replace_the_input_features(spark, cli, tmp_p
     code, _, err = cli("ingest", "--synthetic", "--nodes", "100", "--edges", "300", "--features", "fastrp",
                        "--lake", tmp_path / "syn")
     assert code == 2 and "does not apply to --synthetic" in err
+
+
+def test_labelled_nodes_without_any_split_get_a_seeded_split(spark, tmp_path, caplog):
+    # No split column: the labelled nodes get a seeded split of --split's fractions, unlabelled nodes none.
+    rows = [(i, [float(i)], None if i % 10 == 0 else i % 3) for i in range(400)]
+    edges = [(i, i + 1) for i in range(399)]
+    npath, epath = write_graph(spark, tmp_path / "a", rows, edges, "id long, features array<float>, label int",
+                               EDGE_SCHEMA)
+    lake = ingest(spark, IngestConfig(lake=str(tmp_path / "lake"), nodes=npath, edges=epath, input_format="parquet",
+                                      split_fractions=(0.5, 0.25, 0.25), split_seed=3))
+    split = {r["id"]: r["split"] for r in lake.nodes().collect()}
+    assert all((split[i] is None) == (rows[i][2] is None) for i in range(400))
+    shares = {s: sum(v == s for v in split.values()) / 360 for s in ("train", "val", "test")}
+    assert abs(shares["train"] - 0.5) < 0.08 and abs(shares["val"] - 0.25) < 0.08
+    assert lake.meta.source["node_split"] == {"seed": 3, "fractions": [0.5, 0.25, 0.25], "nodes": "labelled"}
+    assert "giving the 360 labelled nodes a seeded 0.5/0.25/0.25 train/val/test split" in caplog.text
+    # A split column that is null everywhere is no split either; the same seed gives the same split.
+    npath, epath = write_graph(spark, tmp_path / "b", [r + (None,) for r in rows], edges, NODE_SCHEMA, EDGE_SCHEMA)
+    again = ingest(spark, IngestConfig(lake=str(tmp_path / "again"), nodes=npath, edges=epath,
+                                       input_format="parquet", split_fractions=(0.5, 0.25, 0.25), split_seed=3))
+    assert {r["id"]: r["split"] for r in again.nodes().collect()} == split

@@ -2,7 +2,8 @@
 
 import pytest
 
-from tma_spark.partition.metrics import balanced_assignment, label_tv, node_balance, total_variation
+from tma_spark.partition.metrics import (balanced_assignment, idle_parts, label_tv, node_balance, part_targets,
+                                         total_variation)
 
 
 def test_total_variation():
@@ -35,3 +36,20 @@ def test_balanced_assignment_is_balanced_seeded_and_random():
     assert node_balance(loads) < 1.01
     with pytest.raises(ValueError):
         balanced_assignment(sizes, 0, seed=0)
+
+
+def _part(p, nodes, hist, train_edges=None):
+    d = {"part": p, "nodes": nodes, "edges": 0, "train": sum(hist.values()), "val": 0, "test": 0,
+         "label_hist": hist}
+    return d if train_edges is None else {**d, "train_edges": train_edges}
+
+
+def test_idle_parts_name_empty_parts_and_parts_without_training_targets():
+    parts = [_part(0, 5, {"0": 2, "1": 1}, 4), _part(1, 0, {}, 0), _part(2, 3, {}, 2), _part(3, 2, {"1": 1}, 0)]
+    assert idle_parts(parts) == {"empty_parts": [1], "parts_without_train_nodes": [2],
+                                 "parts_without_train_edges": [3]}
+    assert [part_targets(d, "node") for d in parts] == [3, 0, 0, 1]
+    assert [part_targets(d, "link") for d in parts] == [4, 0, 2, 0]
+    # statistics written before train_edges was counted cannot tell (None), and report no such parts
+    old = [_part(0, 5, {"0": 2})]
+    assert part_targets(old[0], "link") is None and idle_parts(old)["parts_without_train_edges"] == []

@@ -9,7 +9,7 @@ import torch
 
 from tma_spark.errors import TmaSparkError
 from tma_spark.train.contract import (LostTrainer, ModelSpec, Source, TrainerResult, TrainerSpec, from_bytes,
-                                      to_bytes, trainer_seed)
+                                      non_finite, to_bytes, trainer_seed)
 from tma_spark.train.executor import seed_trainer, train_for
 from tma_spark.train.graphdata import GraphTensors
 from tma_spark.train.models import GNN, MODELS
@@ -141,6 +141,27 @@ def test_trainer_result_carries_weights_as_safe_bytes_and_lost_trainers_are_mark
     assert pickle.loads(pickle.dumps(_spec())) == _spec()
     with pytest.raises(pickle.UnpicklingError, match="Weights only load failed"):  # no arbitrary objects
         from_bytes(pickle.dumps(LostTrainer(0, "x"), protocol=2))
+
+
+def test_a_result_with_non_finite_loss_or_weights_has_diverged():
+    """The driver's check before averaging: one isfinite pass over the returned weights, plus the mean loss."""
+    state = ModelSpec("mlp", 4, 8, 2).build().state_dict()
+
+    def result(loss=0.5, **bad):
+        return TrainerResult(part=0, state=to_bytes({**state, **bad}), opt=None, steps=3, loss=loss, train_nodes=10,
+                             edges=20, sampler="full", load_seconds=0.1, task_seconds=1.0, device="cpu", gpus=(),
+                             pid=1, code="/x")
+
+    assert result().divergence() is None and non_finite(state) == []
+    name = next(iter(state))
+    nan_weight = state[name].clone()
+    nan_weight.view(-1)[0] = float("nan")
+    assert non_finite({**state, name: nan_weight}) == [name]
+    assert result(**{name: nan_weight}).divergence() == f"diverged: non-finite weights {name}"
+    assert result(loss=float("inf")).divergence() == "diverged: non-finite loss inf"
+    everything = {k: torch.full_like(v, float("-inf")) for k, v in state.items()}
+    why = result(loss=float("nan"), **everything).divergence()
+    assert why.startswith("diverged: non-finite loss nan and weights ") and f"{len(state) - 3} more" in why
 
 
 def test_ddp_shards_the_targets_and_other_modes_do_not():

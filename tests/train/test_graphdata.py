@@ -19,6 +19,13 @@ def test_build_graph_maps_ids_symmetrizes_and_drops_loops_duplicates_and_foreign
     assert g.mask("train").tolist() == [False, True, False] and g.mask("test").tolist() == [False, False, True]
 
 
+def test_an_empty_part_builds_an_empty_graph_with_no_targets():
+    # A part without nodes (small N, large K) has no Delta file: read_table returns null-typed columns.
+    nodes = pa.table({c: pa.array([]) for c in ("id", "features", "label", "split")})
+    g = build_graph(nodes, pa.table({"src": pa.array([]), "dst": pa.array([])}))
+    assert g.num_nodes == 0 and g.edge_index.shape == (2, 0) and int(g.mask("train").sum()) == 0
+
+
 @pytest.mark.spark
 def test_delta_reader_follows_the_log_and_partitions(spark, tmp_path):
     path = str(tmp_path / "t")

@@ -2,6 +2,7 @@
 killed driver that resumes, and jobs killed while committing their output."""
 
 import json
+import math
 import os
 import shutil
 import signal
@@ -16,7 +17,7 @@ import pytest
 import torch
 
 from tma_spark.faults import Fault, fault_for, parse_faults
-from tma_spark.errors import ConfigError
+from tma_spark.errors import ConfigError, TmaSparkError
 from tma_spark.lake import open_lake
 from tma_spark.train import TrainConfig, train
 
@@ -48,6 +49,14 @@ def test_parse_faults_and_fire_only_on_the_first_attempt():
                           ("trainer:0:1:5", "KIND:PART:ROUND")]:
         with pytest.raises(ConfigError, match=fragment):
             parse_faults(bad)
+
+
+def test_diverge_fault_fires_on_every_attempt():
+    """A divergence replays from the same weights and seeds, so the injected one fires on retries too."""
+    faults = parse_faults("diverge:0:2")
+    assert faults == (Fault("diverge", 0, 2),)
+    assert fault_for(faults, 0, 2, first_attempt=False) == Fault("diverge", 0, 2)
+    assert fault_for(faults, 0, 3, first_attempt=True) is None
 
 
 # ---------------------------------------------------------------- trainer failures (local mode)
@@ -111,6 +120,51 @@ def test_executor_fault_needs_separate_executor_processes(spark, cora_lake, cora
         train(spark, TrainConfig(lake=cora_lake, partitions=cora_parts, out=str(tmp_path / "r"),
                                  inject_failures="trainer:2:1"))
     assert not (tmp_path / "r").exists()
+
+
+@pytest.mark.spark
+def test_diverged_trainer_is_a_failed_trainer(spark, cora_lake, cora_parts, tmp_path):
+    """Trainer 1's weights turn NaN in round 1 (diverge:1:1). With --tolerate-failures round 1 is averaged over
+    trainer 0 and the model stays finite; trainer 1 rejoins in round 2. Without it, a round whose every trainer
+    diverges in every attempt stops the run with an error that names the learning rate."""
+    common = {"lake": cora_lake, "partitions": cora_parts, "round_seconds": 1, "hidden": 16}
+    run = tmp_path / "tolerated"
+    s = train(spark, TrainConfig(out=str(run), max_rounds=2, tolerate_failures=True, inject_failures="diverge:1:1",
+                                 **common))
+    rows = _rows(run)
+    assert [r["lost_parts"] for r in rows] == [[1], []] and [r["attempts"] for r in rows] == [1, 1]
+    assert rows[0]["loss"][1] is None and rows[1]["steps"][1] >= 1  # discarded, then back
+    assert s["lost_trainer_rounds"] == 1 and math.isfinite(s["best_val"]) and s["best_val"] > 0.3
+    for name in ("best.pt", "last.pt"):
+        assert all(torch.isfinite(t).all() for t in torch.load(run / name, weights_only=True).values())
+
+    with pytest.raises(TmaSparkError, match=r"Round 1: every trainer diverged .* in all 2 attempt\(s\).*"
+                       r"--lr 0\.005 is too large.* --lr 0\.0005"):
+        train(spark, TrainConfig(out=str(tmp_path / "diverged"), max_rounds=1, round_retries=1,
+                                 inject_failures="diverge:0:1,diverge:1:1", **common))
+
+
+@pytest.mark.spark
+def test_a_diverged_trainer_keeps_no_resident_optimizer_state(spark, cora_lake, cora_parts):
+    """A trainer task run in-process with a resident Adam state: after a round whose weights diverged, its next
+    round starts a fresh optimizer (reported as a miss) instead of the state the diverged steps updated."""
+    from tma_spark.train import executor
+    from tma_spark.train.contract import ModelSpec, Source, TrainerSpec, to_bytes
+
+    meta = open_lake(spark, cora_lake).meta
+    model = ModelSpec("sage", meta.feature_dim, 16, meta.num_classes)
+    spec = TrainerSpec(model=model, source=Source("parts", cora_parts, "delta", "test"), optimizer_state="resident",
+                       trainers=2, run_id="diverge-test")
+    state = to_bytes(model.build().state_dict())
+
+    def task(round_index, fault=None):
+        return executor.run_trainer_task(0, spec, state, None, 0.2, round_index, None, torch.get_num_threads(), fault)
+
+    with torch.random.fork_rng():
+        assert task(1).divergence() is None and (spec.run_id, 0) in executor._OPT_STATES
+        assert task(2, Fault("diverge", 0, 2)).divergence().startswith("diverged: non-finite weights")
+        assert (spec.run_id, 0) not in executor._OPT_STATES
+        assert task(3).opt_miss
 
 
 # ---------------------------------------------------------------- executor failures (local-cluster)

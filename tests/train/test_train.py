@@ -35,8 +35,8 @@ def test_two_round_barrier_run_writes_a_complete_run_folder(spark, cora_lake, co
     out = tmp_path / "run"
     s = train(spark, TrainConfig(lake=cora_lake, partitions=cora_parts, out=str(out), round_seconds=2,
                                  time_limit=60, max_rounds=2, hidden=32))
-    assert sorted(os.listdir(out)) == ["best.pt", "checkpoint.pt", "config.json", "curves.png", "last.pt",
-                                  "metrics.jsonl", "model.json", "summary.json"]
+    assert sorted(os.listdir(out)) == ["best.pt", "checkpoint.prev.pt", "checkpoint.pt", "config.json", "curves.png",
+                                  "last.pt", "metrics.jsonl", "model.json", "summary.json"]
     rows = [json.loads(l) for l in (out / "metrics.jsonl").read_text().splitlines()]
     assert [r["round"] for r in rows] == [1, 2]
     assert all(len(r["steps"]) == 2 and min(r["steps"]) >= 1 for r in rows)
@@ -257,3 +257,120 @@ def test_cached_part_is_reloaded_when_data_or_objective_settings_change():
     assert _cache_key(spec, 0, (0, 2), cpu) != key  # ddp: another shard of the targets
     for change in ({"sampler": "neighbor"}, {"task": "link"}, {"fanouts": (5, 5)}, {"batch_size": 64}):
         assert _cache_key(replace(spec, **change), 0, None, cpu) != key
+
+
+# ---------------------------------------------------------------- parts and lakes that train nothing
+
+
+def _result(part, state, targets):
+    from tma_spark.train.contract import TrainerResult, to_bytes
+
+    return TrainerResult(part=part, state=to_bytes(state), opt=None, steps=3 if targets else 0, loss=0.5,
+                         train_nodes=targets, edges=4, sampler="full", load_seconds=0.1, task_seconds=1.0,
+                         device="cpu", gpus=(), pid=1, code="/x", targets=targets)
+
+
+def test_trainers_without_targets_are_left_out_of_the_average(caplog):
+    from tma_spark.train.driver import _average
+
+    sent = {"w": torch.zeros(2)}  # an idle trainer returns the weights it was sent
+    cfg = TrainConfig(lake="l", out="o")
+    results = [_result(0, {"w": torch.tensor([2.0, 4.0])}, 5), _result(1, sent, 0),
+               _result(2, {"w": torch.tensor([4.0, 8.0])}, 3)]
+    idle, opts = set(), {}
+    avg = _average(cfg, 3, 1, results, opts, sent, idle)
+    assert torch.equal(avg["w"], torch.tensor([3.0, 6.0])) and idle == {1} and sorted(opts) == [0, 1, 2]
+    assert "part(s) [1] had no training targets" in caplog.text
+    caplog.clear()
+    _average(cfg, 3, 2, results, opts, sent, idle)
+    assert "no training targets" not in caplog.text  # logged once per part
+    # no trainer that finished had targets: the weights stay as they were
+    previous = {"w": torch.ones(2)}
+    assert _average(cfg, 2, 3, [_result(0, sent, 0), _result(1, sent, 0)], opts, previous, idle) is previous
+
+
+def test_an_unscored_round_read_back_from_metrics_jsonl_is_never_best(tmp_path):
+    from tma_spark.train.recorder import Recorder
+
+    recorder = Recorder(str(tmp_path), None, None, 60.0)
+    recorder.resume([{"round": 1, "val": None, "test": None, "wall_seconds": 1.0},  # NaN written as null
+                     {"round": 2, "val": 0.5, "test": 0.4, "wall_seconds": 2.0}])
+    assert recorder.best["round"] == 2 and recorder.since_best == 0
+
+
+def test_no_validation_targets_fails_before_training():
+    from types import SimpleNamespace
+
+    from tma_spark.train.evaluation import Evaluator
+    from tma_spark.train.preflight import _check_validation
+
+    empty = torch.zeros(0, dtype=torch.long)
+    lake = SimpleNamespace(path="/lakes/g")
+    with pytest.raises(TmaSparkError, match=r"Lake /lakes/g has no validation targets for --task node .*split 'val'.*"
+                                            r"Fix: .*--split"):
+        _check_validation(lake, "node", Evaluator("node", None, {"train": torch.arange(3), "val": empty}, True))
+    with pytest.raises(TmaSparkError, match="no validation targets for --task link .*--edge-split"):
+        _check_validation(lake, "link", Evaluator("link", None, {"val": (empty, empty, empty)}, True))
+    _check_validation(lake, "node", Evaluator("node", None, {"val": torch.arange(1)}, True))
+
+
+def _tiny_lake(spark, tmp_path, splits):
+    """A 6-node ring, labels 0/1, the given node splits, ingested as a lake."""
+    from helpers import EDGE_SCHEMA, NODE_SCHEMA, write_graph
+    from tma_spark.ingest import IngestConfig, ingest
+
+    nodes = [(i, [float(i), 1.0], i % 2, s) for i, s in enumerate(splits)]
+    npath, epath = write_graph(spark, tmp_path, nodes, [(i, (i + 1) % 6) for i in range(6)], NODE_SCHEMA,
+                               EDGE_SCHEMA)
+    lake = str(tmp_path / "lake")
+    ingest(spark, IngestConfig(lake=lake, nodes=npath, edges=epath, input_format="parquet"))
+    return lake
+
+
+def _strict_json(text):
+    def refuse(name):
+        raise ValueError(f"not JSON: {name}")
+
+    return json.loads(text, parse_constant=refuse)
+
+
+def test_an_empty_part_is_reported_and_trains_without_a_traceback(spark, tmp_path, caplog):
+    lake = _tiny_lake(spark, tmp_path, ["train"] * 4 + ["val", "test"])
+    parts = tmp_path / "parts"
+    stats = partition(spark, PartitionConfig(lake=lake, out=str(parts), parts=2, seed=115,  # all 6 nodes in part 0
+                                             full_stats="off"))
+    assert [d["nodes"] for d in stats["per_part"]] == [6, 0]
+    assert stats["empty_parts"] == [1] and stats["parts_without_train_nodes"] == []
+    assert _strict_json((parts / "stats.json").read_text())["empty_parts"] == [1]
+    assert "part(s) [1] of 2 are empty" in caplog.text
+    out = tmp_path / "run"
+    s = train(spark, TrainConfig(lake=lake, partitions=str(parts), out=str(out), round_seconds=1, max_rounds=1,
+                                 hidden=16))
+    rows = [_strict_json(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    assert rows[0]["idle_parts"] == [1] and rows[0]["steps"][0] >= 1 and rows[0]["steps"][1] == 0
+    assert "part(s) [1] have no training targets" in caplog.text and "left out of the average" in caplog.text
+    assert _strict_json((out / "summary.json").read_text()) == s and (out / "best.pt").exists()
+    # Partitions whose statistics count no training target in any part are refused before the run folder exists.
+    stats["per_part"] = [{**d, "label_hist": {}} for d in stats["per_part"]]
+    (parts / "stats.json").write_text(json.dumps(stats))
+    with pytest.raises(TmaSparkError, match=r"Partitions .*parts \(of lake .*\): no trainer has training targets for "
+                                            r"--task node \(no labelled nodes with split 'train'\).*Fix: give"):
+        train(spark, TrainConfig(lake=lake, partitions=str(parts), out=str(tmp_path / "r2"), max_rounds=1))
+    assert not (tmp_path / "r2").exists()
+
+
+def test_no_trainer_with_targets_after_the_warm_up_is_a_clear_error():
+    """What the pre-flight checks cannot tell (a whole-lake mode, statistics without the counts), the warm-up
+    stage's results tell: a clear error before round 1."""
+    from types import SimpleNamespace
+
+    from tma_spark.train.contract import LostTrainer
+    from tma_spark.train.driver import _idle_parts
+
+    sent = {"w": torch.zeros(2)}
+    plan = SimpleNamespace(source=SimpleNamespace(kind="lake", path="/lakes/g"), lake=SimpleNamespace(path="/lakes/g"))
+    with pytest.raises(TmaSparkError, match=r"Lake /lakes/g: no trainer has training targets for --task link "
+                                            r"\(no training edges .*Fix: partition into fewer parts"):
+        _idle_parts([_result(0, sent, 0)], plan, "link")
+    assert _idle_parts([_result(0, sent, 0), _result(1, sent, 2)], plan, "node") == {0}
+    assert _idle_parts([_result(0, sent, 0), LostTrainer(1, "killed")], plan, "node") == {0}  # part 1 may have some

@@ -24,12 +24,14 @@ import logging
 import os
 import platform
 import shutil
-from dataclasses import asdict
+from dataclasses import asdict, replace
 
 from pyspark.sql import SparkSession
 
 from .. import fs
+from ..claims import claiming
 from ..errors import TmaSparkError
+from ..outputs import BENCH_MARKER, check_replaceable
 from .config import METHODS, PLAN, BenchConfig, previous_runs
 from .report import aggregate, curves_figure, render_markdown, speedups, time_to_target
 
@@ -73,20 +75,47 @@ def _one_run(spark: SparkSession, cfg: BenchConfig, method: str, seed: int) -> d
             "metric": summary["metric"], "curve": [(r["wall_seconds"], r["val"]) for r in rows]}
 
 
+@claiming("out", "tma-spark bench", local=True)  # one writer per benchmark folder
 def bench(spark: SparkSession, cfg: BenchConfig, command: str = "") -> dict:
     """Run every method for every seed; write results.json, report.md and curves.png; return the results."""
-    cfg.validate()
     cfg.out = os.path.abspath(cfg.out)
     kept = previous_runs(cfg) if cfg.resume else []
+    final, work = cfg.out, cfg.out
     if os.path.exists(cfg.out) and not cfg.resume:
         if not cfg.overwrite:
             raise TmaSparkError(f"Benchmark folder {cfg.out} already exists. Fix: pass --resume to add the seeds it "
                                 "lacks, --overwrite to start again, or choose another --out.")
-        shutil.rmtree(cfg.out)
-    os.makedirs(cfg.out, exist_ok=True)
+        check_replaceable(None, cfg.out, "benchmark")
+        work = _staging_dir(cfg.out)  # the previous benchmark stays in place until the new one is complete
     from ..lake import open_lake
 
     lake = open_lake(spark, cfg.lake)
+    os.makedirs(work, exist_ok=True)
+    fs.write_json_local(os.path.join(work, BENCH_MARKER), {"settings": cfg.settings()})
+    try:
+        results = _run_all(spark, replace(cfg, out=work), lake, kept, {"command": command, "out": final})
+        if work != final:
+            fs.replace_dir(spark, work, final)
+    except BaseException:
+        if work != final:
+            shutil.rmtree(work, ignore_errors=True)  # the previous benchmark was never touched
+        raise
+    log.info("bench: wrote %s/report.md, results.json and curves.png", final)
+    return results
+
+
+def _staging_dir(out: str) -> str:
+    """Where ``--overwrite`` runs until the new benchmark is complete (a hidden sibling of ``out``); a
+    leftover of a killed earlier attempt is cleared."""
+    parent, name = os.path.split(out.rstrip("/"))
+    staged = os.path.join(parent, f".{name}.next")
+    shutil.rmtree(staged, ignore_errors=True)
+    return staged
+
+
+def _run_all(spark: SparkSession, cfg: BenchConfig, lake, kept: list, about: dict) -> dict:
+    """Every missing seed of every method in ``cfg.out``, then results.json, report.md and curves.png;
+    ``about`` (the command and the final folder) goes into the results' ``meta``."""
     order = ["central"] + [m for m in cfg.methods if m != "central"]
     runs = sorted(kept, key=lambda r: (r["seed"], order.index(r["method"])))
     done = {r["seed"] for r in runs}
@@ -107,8 +136,8 @@ def bench(spark: SparkSession, cfg: BenchConfig, command: str = "") -> dict:
     ups = speedups(rows)
     metric = runs[0]["metric"]
     dataset = lake.meta.source.get("dataset") or os.path.basename(lake.path.rstrip("/"))
-    meta = {**asdict(cfg), "dataset": dataset, "metric": metric,
-            "machine": _machine(), "command": command, "nodes": lake.meta.num_nodes, "edges": lake.meta.num_edges}
+    meta = {**asdict(cfg), **about, "dataset": dataset, "metric": metric, "machine": _machine(),
+            "nodes": lake.meta.num_nodes, "edges": lake.meta.num_edges}
     results = {"meta": meta, "settings": cfg.settings(), "rows": rows, "speedups": ups, "runs": runs}
     fs.write_json_local(os.path.join(cfg.out, "results.json"), results)
     partial = os.path.join(cfg.out, "results.partial.json")
@@ -118,5 +147,4 @@ def bench(spark: SparkSession, cfg: BenchConfig, command: str = "") -> dict:
         fh.write(render_markdown(rows, ups, meta))
     curves_figure(runs, metric, f"{meta['dataset']}: K = {cfg.parts}, T = {cfg.round_seconds} s").savefig(
         os.path.join(cfg.out, "curves.png"), dpi=110)
-    log.info("bench: wrote %s/report.md, results.json and curves.png", cfg.out)
     return results

@@ -32,10 +32,12 @@ from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
 from .. import fs
+from ..claims import claiming
 from ..errors import TmaSparkError
 from ..lake import Lake, check_output_path, open_lake
+from ..outputs import PREDICTIONS_MARKER
 from ..train.contract import ModelSpec
-from ..train.run_dir import read_model_spec
+from ..train.run_dir import read_config, read_model_spec
 from . import layers
 from .attention import attention_propagate
 from .config import InferConfig
@@ -56,8 +58,7 @@ def load_run(run: str, checkpoint: str = "best") -> Tuple[dict, dict, ModelSpec]
     if not os.path.isfile(ckpt):
         raise TmaSparkError(f"Checkpoint {ckpt} is missing. Fix: let the training run finish a round, or use "
                             "--checkpoint last.")
-    with open(cfg_path) as fh:
-        run_cfg = json.load(fh)
+    run_cfg = read_config(run)  # a corrupted config.json is a clear error, not a traceback
     try:
         state = torch.load(ckpt, weights_only=True, map_location="cpu")
     except Exception as exc:  # a truncated, corrupted or non-torch file
@@ -140,9 +141,9 @@ def _evaluate(spark: SparkSession, lake: Lake, pred: DataFrame, task: str, negat
     return {"metric": "mrr", "val": out["val"], "test": out["test"], "counts": counts, "negatives": len(pool)}
 
 
+@claiming("out", "tma-spark infer")  # one writer per prediction table
 def infer(spark: SparkSession, cfg: InferConfig) -> dict:
     """Apply the run's checkpoint to every node of ``cfg.lake``; write ``cfg.out`` and ``RUN/eval.json``."""
-    cfg.validate()
     started = time.time()
     lake = open_lake(spark, cfg.lake)
     run_cfg, state, spec = load_run(cfg.run, cfg.checkpoint)
@@ -153,7 +154,7 @@ def infer(spark: SparkSession, cfg: InferConfig) -> dict:
     if task == "link" and not lake.meta.has_edge_split:
         raise TmaSparkError(f"Lake {lake.path} has no edge split; link-prediction metrics need held-out edges. "
                             "Fix: re-ingest the lake (ingest adds a seeded edge split).")
-    out = check_output_path(spark, cfg.out, cfg.overwrite, what="Prediction table")
+    out = check_output_path(spark, cfg.out, cfg.overwrite, what="Prediction table", kind="predictions")
     scratch = fs.staging_sibling(out, "infer")
     ckpt = layers.state_bytes(state)
     try:
@@ -164,11 +165,14 @@ def infer(spark: SparkSession, cfg: InferConfig) -> dict:
                   else "id long, prediction int, probabilities array<float>, logits array<float>")
         pred = _with_node_id(lake, h.mapInArrow(layers.output_fn(task), schema))
         cols = ["id", "node_id"] + [c for c in pred.columns if c not in ("id", "node_id")]
+        marker = json.dumps({"run": os.path.abspath(cfg.run), "checkpoint": cfg.checkpoint, "lake": lake.path})
         if cfg.format == "delta":  # an overwrite is one Delta transaction: readers see the old or the new version
             pred.select(*cols).write.format("delta").mode("overwrite" if cfg.overwrite else "errorifexists").save(out)
+            fs.write_text(spark, f"{out}/{PREDICTIONS_MARKER}", marker)  # what --overwrite may replace
         else:
             staged = f"{scratch}/out"
             pred.select(*cols).write.parquet(staged)
+            fs.write_text(spark, f"{staged}/{PREDICTIONS_MARKER}", marker)
             fs.replace_dir(spark, staged, out)
     finally:
         fs.delete(spark, scratch)

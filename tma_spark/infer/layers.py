@@ -165,7 +165,8 @@ def output_fn(task: str) -> Callable[[Iterator[pa.RecordBatch]], Iterator[pa.Rec
 
 def link_ranks(pool: np.ndarray) -> Callable[[Iterator[pa.RecordBatch]], Iterator[pa.RecordBatch]]:
     """``(zs, zd)`` embedding pairs -> ``(rr)``: reciprocal rank of each true edge's score among the scores of
-    the source against every node embedding in ``pool`` (M, d), ties counted half as in OGB."""
+    the source against every node embedding in ``pool`` (M, d), ties counted half as in OGB; NaN scores rank
+    last, as in :func:`tma_spark.train.metrics.mrr` (a NaN true-edge score gets rank M + 1)."""
 
     def run(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
         for b in batches:
@@ -174,7 +175,8 @@ def link_ranks(pool: np.ndarray) -> Callable[[Iterator[pa.RecordBatch]], Iterato
             zs, zd = vector_matrix(b.column("zs")), vector_matrix(b.column("zd"))
             pos = (zs * zd).sum(1, keepdims=True)
             neg = zs @ pool.T
-            rank = 0.5 * ((neg > pos).sum(1) + (neg >= pos).sum(1)) + 1.0
+            rank = 0.5 * ((neg > pos).sum(1) + (neg >= pos).sum(1)) + 1.0  # NaN negatives are never above
+            rank = np.where(np.isnan(pos[:, 0]), neg.shape[1] + 1.0, rank)
             yield pa.RecordBatch.from_arrays([pa.array(1.0 / rank)], names=["rr"])
 
     return run

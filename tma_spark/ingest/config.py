@@ -15,7 +15,7 @@ from typing import Optional, Tuple
 from ..errors import ConfigError
 from ..lake import LAKE_FORMATS
 from ..settings import check_choices, count, default_of, fractions, setting
-from .datasets import DATASETS
+from .datasets import DATASETS, DEFAULT_SPLIT
 from .synthetic import SyntheticConfig
 
 __all__ = ["IngestConfig", "IngestOptions", "INPUT_FORMATS"]
@@ -43,7 +43,9 @@ class IngestConfig:
     overwrite: bool = False
     num_classes: Optional[int] = None
     split_seed: int = 0
-    split_fractions: Tuple[float, float, float] = (0.6, 0.2, 0.2)
+    #: train/val/test fractions of the seeded node split; None: a named dataset's own split (ogbn-arxiv's
+    #: official one), else :data:`~tma_spark.ingest.datasets.DEFAULT_SPLIT`
+    split_fractions: Optional[Tuple[float, float, float]] = None
     edge_split_fractions: Tuple[float, float, float] = (0.9, 0.05, 0.05)  # when the edges have no split
     feature_dim: int = 128  # random features for datasets that have none (ogbn-arxiv)
     directed: bool = False  # for table inputs: are edges directed?
@@ -72,7 +74,7 @@ class IngestConfig:
         if self.num_classes is not None and self.num_classes < 1:
             raise ConfigError(f"--num-classes {self.num_classes} must be at least 1.")
         for flag, fr in (("--split", self.split_fractions), ("--edge-split", self.edge_split_fractions)):
-            if len(fr) != 3 or min(fr) < 0 or abs(sum(fr) - 1.0) > 1e-6:
+            if fr is not None and (len(fr) != 3 or min(fr) < 0 or abs(sum(fr) - 1.0) > 1e-6):
                 raise ConfigError(f"{flag} {','.join(map(str, fr))} must be three non-negative fractions summing to 1.")
         if self.feature_dim < 1:
             raise ConfigError(f"--feature-dim {self.feature_dim} must be at least 1.")
@@ -117,8 +119,10 @@ class IngestOptions:
                                          f"datasets without features: random dim ({_RANDOM_DIM})")
     seed: int = setting(default_of(IngestConfig, "split_seed"),
                         help="seed of the synthetic graph, random split and features")
-    split: Tuple[float, float, float] = setting(default_of(IngestConfig, "split_fractions"), parse=fractions,
-                                                help="train,val,test fractions of the seeded node split")
+    split: Optional[Tuple[float, float, float]] = setting(
+        None, parse=fractions, help="train,val,test fractions of the seeded node split (default: a named dataset's "
+        f"own split, ogbn-arxiv's official one; else {','.join(map(str, DEFAULT_SPLIT))}); also the split given "
+        "to labelled table nodes when no node has one")
     edge_split: Tuple[float, float, float] = setting(
         default_of(IngestConfig, "edge_split_fractions"), parse=fractions, help="train,val,test fractions of the "
         "seeded edge split (link prediction), used when the edges have no split column")
@@ -140,13 +144,15 @@ class IngestOptions:
                 raise ConfigError("--synthetic needs --nodes N and --edges M (counts).")
             synth = SyntheticConfig(nodes=count(nodes, "--nodes"), edges=count(edges, "--edges"),
                                     communities=self.communities, homophily=self.homophily,
-                                    feature_dim=self.feature_dim or _SYNTHETIC_DIM, seed=self.seed, signal=self.signal)
+                                    feature_dim=self.feature_dim or _SYNTHETIC_DIM, seed=self.seed, signal=self.signal,
+                                    split=tuple(self.split or DEFAULT_SPLIT))
             nodes = edges = None
         return IngestConfig(
             lake=self.lake, nodes=nodes, edges=edges, input_format=self.input_format, dataset=self.dataset,
             npz=self.npz, synthetic=synth, data_dir=self.data_dir, lake_format=self.lake_format,
             overwrite=self.overwrite, num_classes=self.num_classes, split_seed=self.seed,
-            split_fractions=tuple(self.split), edge_split_fractions=tuple(self.edge_split),
+            split_fractions=tuple(self.split) if self.split is not None else None,
+            edge_split_fractions=tuple(self.edge_split),
             feature_dim=self.feature_dim or _RANDOM_DIM, directed=self.directed,
             structural_features=None if self.features == "input" else self.features,
         ).validate()

@@ -27,7 +27,7 @@ from ..errors import TmaSparkError
 from ..lake import SPLITS
 
 __all__ = [
-    "GraphArrays", "DATASETS", "seeded_split", "load_npz", "load_ogbn_arxiv", "load_dataset",
+    "GraphArrays", "DATASETS", "DEFAULT_SPLIT", "seeded_split", "load_npz", "load_ogbn_arxiv", "load_dataset",
     "resolve_dataset", "undirected_pairs", "bundled_dataset_path", "default_data_dir",
 ]
 
@@ -42,6 +42,9 @@ DATASETS = {
     "ogbn_arxiv": "ogbn_arxiv",
 }
 BUNDLED = {"cora"}
+#: The train/val/test fractions of the seeded node split when ``--split`` is not given and the graph has no
+#: split of its own.
+DEFAULT_SPLIT = (0.6, 0.2, 0.2)
 
 
 @dataclass
@@ -76,7 +79,7 @@ class GraphArrays:
         return out
 
 
-def seeded_split(num_nodes: int, seed: int, fractions: Sequence[float] = (0.6, 0.2, 0.2)) -> np.ndarray:
+def seeded_split(num_nodes: int, seed: int, fractions: Sequence[float] = DEFAULT_SPLIT) -> np.ndarray:
     """Random train/val/test split as int8 codes (0 train, 1 val, 2 test), exact sizes, reproducible.
 
     The first ``round(f_train * N)`` nodes of a seeded permutation are train, the
@@ -111,9 +114,11 @@ def _load(path: Path):
 
 
 def load_npz(path: str | os.PathLike, split_seed: int = 0,
-             split_fractions: Sequence[float] = (0.6, 0.2, 0.2), name: Optional[str] = None) -> GraphArrays:
-    """Load an npz graph (gnn-benchmark layout) with a seeded random node split."""
+             split_fractions: Optional[Sequence[float]] = None, name: Optional[str] = None) -> GraphArrays:
+    """Load an npz graph (gnn-benchmark layout) with a seeded random node split (``split_fractions``, default
+    :data:`DEFAULT_SPLIT`)."""
     path = Path(path)
+    split_fractions = tuple(split_fractions or DEFAULT_SPLIT)
     data = _load(path)
     need = {"adj_indptr", "adj_indices", "adj_shape", "attr_indptr", "attr_indices", "attr_data", "attr_shape", "labels"}
     missing = sorted(need - set(data.files))
@@ -137,12 +142,14 @@ def load_npz(path: str | os.PathLike, split_seed: int = 0,
     )
 
 
-def load_ogbn_arxiv(folder: str | os.PathLike, feature_dim: int = 128, feature_seed: int = 0) -> GraphArrays:
-    """Load the ogbn-arxiv folder (GraphSAINT layout): directed citations, labels, official split.
+def load_ogbn_arxiv(folder: str | os.PathLike, feature_dim: int = 128, feature_seed: int = 0,
+                    split_fractions: Optional[Sequence[float]] = None) -> GraphArrays:
+    """Load the ogbn-arxiv folder (GraphSAINT layout): directed citations, labels, the official split.
 
     The folder has no node features; nodes get seeded standard-normal random
     features of ``feature_dim`` (structural features come from the inference
-    job's FastRP option).
+    job's FastRP option). With ``split_fractions`` the labelled nodes get a seeded random split of those
+    fractions (seed ``feature_seed``) instead of the official one.
     """
     folder = Path(folder)
     adj = _load(folder / "adj_full.npz")
@@ -153,15 +160,20 @@ def load_ogbn_arxiv(folder: str | os.PathLike, feature_dim: int = 128, feature_s
     labels = np.full(n, -1, dtype=np.int32)
     for k, v in class_map.items():
         labels[int(k)] = int(v)
-    role = json.loads((folder / "role.json").read_text())
-    split = np.full(n, -1, dtype=np.int8)
-    for code, key in enumerate(("tr", "va", "te")):
-        split[np.asarray(role[key], dtype=np.int64)] = code
+    if split_fractions is None:
+        role = json.loads((folder / "role.json").read_text())
+        split = np.full(n, -1, dtype=np.int8)
+        for code, key in enumerate(("tr", "va", "te")):
+            split[np.asarray(role[key], dtype=np.int64)] = code
+        split_source = "official"
+    else:
+        split = np.where(labels >= 0, seeded_split(n, feature_seed, split_fractions), -1).astype(np.int8)
+        split_source = {"seed": feature_seed, "fractions": list(split_fractions)}
     features = np.random.default_rng(feature_seed).standard_normal((n, feature_dim), dtype=np.float32)
     return GraphArrays(
         name="ogbn_arxiv", src=src, dst=indices, num_nodes=n, labels=labels, split=split, directed=True,
         features=features,
-        source={"kind": "ogbn_arxiv", "path": str(folder), "split": "official",
+        source={"kind": "ogbn_arxiv", "path": str(folder), "split": split_source,
                 "features": f"random normal, dim {feature_dim}, seed {feature_seed}"},
     )
 
@@ -198,11 +210,15 @@ def resolve_dataset(name: str, data_dir: Optional[str] = None) -> Path:
     return path
 
 
-def load_dataset(name: str, data_dir: Optional[str] = None, split_seed: int = 0, feature_dim: int = 128) -> GraphArrays:
+def load_dataset(name: str, data_dir: Optional[str] = None, split_seed: int = 0, feature_dim: int = 128,
+                 split_fractions: Optional[Sequence[float]] = None) -> GraphArrays:
+    """The named dataset with its node split: a seeded split of ``split_fractions`` when given (``--split``),
+    else the dataset's own (ogbn-arxiv's official split; the npz graphs have none: a seeded
+    :data:`DEFAULT_SPLIT`)."""
     path = resolve_dataset(name, data_dir)
     if name == "ogbn_arxiv":
-        return load_ogbn_arxiv(path, feature_dim=feature_dim, feature_seed=split_seed)
-    graph = load_npz(path, split_seed=split_seed, name=name)
+        return load_ogbn_arxiv(path, feature_dim=feature_dim, feature_seed=split_seed, split_fractions=split_fractions)
+    graph = load_npz(path, split_seed=split_seed, split_fractions=split_fractions, name=name)
     graph.source["dataset"] = name
     return graph
 

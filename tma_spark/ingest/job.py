@@ -1,7 +1,9 @@
 """Ingest: bring a graph into a lake (tables, named datasets, npz files, synthetic).
 
 All sources go through the same steps: normalize to the lake schema, validate
-(nothing is written when validation fails), assign dense ids when the input
+(nothing is written when validation fails), give the labelled nodes a seeded
+split when they have labels and no node has a split (else nothing would be
+trained or scored), assign dense ids when the input
 ids are not already 0..N-1 (keeping ``id_map``), then write the lake
 atomically with :func:`tma_spark.lake.write_lake`.
 """
@@ -20,13 +22,15 @@ from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
 from .. import fs
+from ..claims import claiming
 from . import datasets, synthetic
 from .config import IngestConfig
 from ..errors import TmaSparkError
 from ..lake import EDGE_SCHEMA, NODE_SCHEMA, Lake, LakeMeta, check_output_path, write_lake
 from .validate import check_edges, check_nodes, normalize_edges, normalize_nodes
 
-__all__ = ["ingest", "read_input_table", "graph_to_frames", "assign_dense_ids", "edge_split_column"]
+__all__ = ["ingest", "read_input_table", "load_graph_arrays", "graph_to_frames", "assign_dense_ids",
+           "edge_split_column", "node_split_column"]
 
 log = logging.getLogger(__name__)
 
@@ -70,6 +74,14 @@ def assign_dense_ids(nodes: DataFrame, edges: DataFrame) -> Tuple[DataFrame, Dat
     return nodes, edges, id_map
 
 
+def _hashed_split(keys, seed: int, fractions) -> Column:
+    """train, val or test for each row: ``u = xxhash64(keys, seed) mod 10^6 / 10^6`` falls into one of the
+    cumulative ``fractions`` (each row decides alone: no shuffle, and about, not exactly, those shares)."""
+    u = F.pmod(F.xxhash64(*keys, F.lit(int(seed))), F.lit(1_000_000)) / F.lit(1_000_000.0)
+    train, val = float(fractions[0]), float(fractions[0]) + float(fractions[1])
+    return F.when(u < train, "train").when(u < val, "val").otherwise("test")
+
+
 def edge_split_column(seed: int, fractions, directed: bool) -> Column:
     """A seeded train/val/test split of edges for link prediction, as a column expression (no shuffle).
 
@@ -78,9 +90,14 @@ def edge_split_column(seed: int, fractions, directed: bool) -> Column:
     directions of an edge, if present, land in the same split.
     """
     a, b = (F.col("src"), F.col("dst")) if directed else (F.least("src", "dst"), F.greatest("src", "dst"))
-    u = F.pmod(F.xxhash64(a, b, F.lit(int(seed))), F.lit(1_000_000)) / F.lit(1_000_000.0)
-    train, val = float(fractions[0]), float(fractions[0]) + float(fractions[1])
-    return F.when(u < train, "train").when(u < val, "val").otherwise("test")
+    return _hashed_split([a, b], seed, fractions)
+
+
+def node_split_column(seed: int, fractions) -> Column:
+    """A seeded train/val/test split of the labelled nodes (null for unlabelled ones), as a column expression:
+    each node draws ``u = xxhash64(id, seed) mod 10^6 / 10^6`` (its input id: the split does not depend on the
+    other nodes) and falls into train, val or test by the cumulative ``fractions``."""
+    return F.when(F.col("label").isNotNull(), _hashed_split([F.col("id")], seed, fractions))
 
 
 def graph_to_frames(spark: SparkSession, graph: datasets.GraphArrays) -> Tuple[DataFrame, DataFrame]:
@@ -100,6 +117,28 @@ def graph_to_frames(spark: SparkSession, graph: datasets.GraphArrays) -> Tuple[D
     edge_table = pa.table({"src": pa.array(graph.src.astype(np.int64)), "dst": pa.array(graph.dst.astype(np.int64))})
     edges = spark.createDataFrame(edge_table, schema=EDGE_SCHEMA)
     return nodes, edges
+
+
+def load_graph_arrays(cfg: IngestConfig) -> datasets.GraphArrays:
+    """The in-memory graph of a ``--dataset`` or ``--npz`` source, with its node split: ``--split`` fractions
+    (seeded by ``--seed``) when given, else the dataset's own split (:func:`datasets.load_dataset`)."""
+    if cfg.source_kind() == "dataset":
+        return datasets.load_dataset(cfg.dataset, cfg.data_dir, cfg.split_seed, cfg.feature_dim,
+                                     split_fractions=cfg.split_fractions)
+    return datasets.load_npz(cfg.npz, split_seed=cfg.split_seed, split_fractions=cfg.split_fractions)
+
+
+def _with_default_split(nodes: DataFrame, check, cfg: IngestConfig, source: dict) -> Tuple[DataFrame, dict]:
+    """``nodes`` (and ``source``) with a seeded split of the labelled nodes when they have labels and no node
+    has a split (:attr:`NodeCheck.needs_default_split`); unchanged otherwise."""
+    if not check.needs_default_split:
+        return nodes, source
+    fractions = tuple(cfg.split_fractions or datasets.DEFAULT_SPLIT)
+    log.warning("nodes have labels but no split: giving the %d labelled nodes a seeded %s train/val/test split "
+                "(--split, --seed %d). Fix, to choose it yourself: give the nodes a 'split' column", check.labelled,
+                "/".join(f"{f:g}" for f in fractions), cfg.split_seed)
+    source = {**source, "node_split": {"seed": cfg.split_seed, "fractions": list(fractions), "nodes": "labelled"}}
+    return nodes.withColumn("split", node_split_column(cfg.split_seed, fractions)), source
 
 
 def _from_tables(spark: SparkSession, cfg: IngestConfig):
@@ -126,9 +165,9 @@ def _with_fastrp(nodes: DataFrame, edges: DataFrame, cfg: IngestConfig) -> DataF
     return nodes.drop("features").join(feats, "id").select("id", "features", "label", "split")
 
 
+@claiming("lake", "tma-spark ingest")  # one writer per lake
 def ingest(spark: SparkSession, cfg: IngestConfig) -> Lake:
     """Import the configured source into ``cfg.lake`` and return the opened lake."""
-    cfg.validate()
     started = time.time()
     lake_path = check_output_path(spark, cfg.lake, cfg.overwrite)
     kind = cfg.source_kind()
@@ -147,21 +186,19 @@ def ingest(spark: SparkSession, cfg: IngestConfig) -> Lake:
     if kind == "tables":
         nodes, edges, source, directed = _from_tables(spark, cfg)
     else:
-        if kind == "dataset":
-            graph = datasets.load_dataset(cfg.dataset, cfg.data_dir, cfg.split_seed, cfg.feature_dim)
-        else:
-            graph = datasets.load_npz(cfg.npz, split_seed=cfg.split_seed, split_fractions=cfg.split_fractions)
+        graph = load_graph_arrays(cfg)
         log.info("loaded %s: %d nodes, %d edges, %d features", graph.name, graph.num_nodes, len(graph.src),
                  graph.feature_dim)
         nodes, edges = graph_to_frames(spark, graph)
         source, directed = graph.source, graph.directed
 
-    nodes = nodes.cache()
+    cached = nodes = nodes.cache()  # (nodes is replaced below; the cached frame is the one to unpersist)
     try:
         log.info("validating nodes")
         node_check = check_nodes(nodes, "nodes", cfg.num_classes)
         log.info("validating edges")
         num_edges = check_edges(edges, nodes, "edges")
+        nodes, source = _with_default_split(nodes, node_check, cfg, source)
         id_map: Optional[DataFrame] = None
         if not node_check.dense_ids:
             log.info("input ids are not dense 0..N-1: assigning dense ids and writing id_map")
@@ -183,7 +220,7 @@ def ingest(spark: SparkSession, cfg: IngestConfig) -> Lake:
         )
         lake = write_lake(spark, lake_path, nodes, edges, id_map, meta, overwrite=cfg.overwrite)
     finally:
-        nodes.unpersist()
+        cached.unpersist()
     log.info("wrote lake %s (%d nodes, %d edges) in %.1f s", lake_path, meta.num_nodes, meta.num_edges,
              time.time() - started)
     return lake

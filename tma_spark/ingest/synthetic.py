@@ -11,7 +11,7 @@ Model (node ``i`` of ``N``, ``C`` communities):
   ``signal`` 1 the classes are about sqrt(2D) noise deviations apart and features alone separate them; a
   small ``signal`` (0.1 with D = 64) makes a node's own features weak evidence, so a model has to learn
   to use its neighbourhood, as on real graphs;
-* split: a seeded hash of the id gives train/val/test with 60/20/20 odds;
+* split: a seeded hash of the id gives train/val/test with odds ``split`` (default 60/20/20; ``--split``);
 * edge ``e``: the source is ``floor(N * u**ALPHA)`` (a power-law in rank:
   heavy-tailed degrees); with probability ``H`` (homophily) the destination is
   drawn the same way inside the source's community, otherwise from all nodes.
@@ -33,6 +33,7 @@ from pyspark.sql import DataFrame, SparkSession
 from ..arrays import splitmix64
 from ..errors import ConfigError
 from ..lake import EDGE_SCHEMA, NODE_SCHEMA, SPLITS
+from .datasets import DEFAULT_SPLIT
 
 __all__ = ["SyntheticConfig", "generate", "node_batch", "edge_batch"]
 
@@ -51,6 +52,8 @@ class SyntheticConfig:
     seed: int = 0
     #: scale of the class centroid in the features (noise has unit variance)
     signal: float = 1.0
+    #: train/val/test odds of the node split
+    split: Tuple[float, float, float] = DEFAULT_SPLIT
 
     def validate(self) -> "SyntheticConfig":
         if self.nodes < 2:
@@ -78,7 +81,8 @@ def node_batch(ids: np.ndarray, cfg: SyntheticConfig, centroids: np.ndarray) -> 
     labels = (ids % cfg.communities).astype(np.int32)
     feats = np.float32(cfg.signal) * centroids[labels] + rng.standard_normal((len(ids), cfg.feature_dim), dtype=np.float32)
     u = (splitmix64(ids, cfg.seed) >> np.uint64(11)).astype(np.float64) / float(1 << 53)
-    split = np.where(u < 0.6, SPLITS[0], np.where(u < 0.8, SPLITS[1], SPLITS[2])).astype(object)
+    train, val = cfg.split[0], cfg.split[0] + cfg.split[1]
+    split = np.where(u < train, SPLITS[0], np.where(u < val, SPLITS[1], SPLITS[2])).astype(object)
     flat = pa.array(feats.ravel(), type=pa.float32())
     return pa.RecordBatch.from_arrays(
         [pa.array(ids, pa.int64()), pa.FixedSizeListArray.from_arrays(flat, cfg.feature_dim).cast(pa.list_(pa.float32())),

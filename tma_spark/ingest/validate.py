@@ -138,6 +138,15 @@ class NodeCheck:
     feature_dim: int
     num_classes: int
     dense_ids: bool
+    labelled: int = 0  # nodes with a label
+    with_split: int = 0  # nodes with a split (train, val or test)
+
+    @property
+    def needs_default_split(self) -> bool:
+        """Nodes are labelled but none has a split: training would have no targets and validation no
+        scores, so ingest gives the labelled nodes a seeded split (README, ``tma-spark ingest``). A table
+        where some nodes have a split keeps it as it is: labelled nodes without one are left out."""
+        return self.labelled > 0 and self.with_split == 0
 
 
 def _bad_split(col: Column) -> Column:
@@ -158,6 +167,7 @@ def check_nodes(nodes: DataFrame, table: str = "nodes", num_classes: Optional[in
         F.min("label").alias("min_label"),
         F.max("label").alias("max_label"),
         F.count("label").alias("labelled"),
+        F.count("split").alias("with_split"),
         F.sum(_bad_split(F.col("split")).cast("long")).alias("bad_split"),
         F.collect_set(F.when(_bad_split(F.col("split")), F.col("split"))).alias("bad_split_values"),
         F.min("id").alias("min_id"),
@@ -208,7 +218,7 @@ def check_nodes(nodes: DataFrame, table: str = "nodes", num_classes: Optional[in
     classes = num_classes if num_classes is not None else ((row["max_label"] + 1) if row["labelled"] else 0)
     dense = (id_kind(nodes.schema["id"].dataType) == "int" and row["min_id"] == 0 and row["max_id"] == n - 1)
     return NodeCheck(num_nodes=n, feature_dim=row["min_dim"], num_classes=classes,
-                     dense_ids=dense)
+                     dense_ids=dense, labelled=row["labelled"], with_split=row["with_split"])
 
 
 def check_edges(edges: DataFrame, nodes: DataFrame, table: str = "edges") -> int:

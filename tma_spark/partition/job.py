@@ -5,7 +5,8 @@ Output (``PARTS``)::
     assignment/   id long, part int
     nodes/        lake node columns + part            (partitioned by part)
     edges/        src, dst [, split] + part           (intra-part edges only; partitioned by part)
-    stats.json    strategy, parts, seed, edge_retention, label_tv, node_balance, per-part statistics
+    stats.json    strategy, parts, seed, edge_retention, label_tv, node_balance, per-part statistics,
+                  the parts whose trainers would train nothing (empty_parts, parts_without_train_nodes/edges)
     stats.png     per-part sizes and label distributions
     _tma_parts.json  the effective configuration and the lake it came from
 
@@ -16,7 +17,6 @@ Like a lake, PARTS is written to a staging folder and renamed into place.
 
 from __future__ import annotations
 
-import json
 import logging
 import time
 from dataclasses import asdict
@@ -24,7 +24,8 @@ from dataclasses import asdict
 from pyspark.sql import DataFrame, Observation, SparkSession
 from pyspark.sql import functions as F
 
-from .. import events, fs
+from .. import events, fs, jsonsafe
+from ..claims import claiming
 from ..errors import ConfigError
 from ..lake import check_output_path, open_lake
 from . import strategies, supernodes
@@ -64,9 +65,25 @@ def _assign(spark: SparkSession, cfg: PartitionConfig, nodes: DataFrame, edges: 
     return nodes_p, edges_p, assignment, extra
 
 
+def _warn_idle_parts(stats: dict, num_nodes: int, num_classes: int) -> None:
+    """Name the parts whose trainers would train nothing (``stats.json``: empty_parts,
+    parts_without_train_nodes, parts_without_train_edges); ``train`` leaves them out of the average."""
+    k = stats["parts"]
+    if stats["empty_parts"]:
+        log.warning("part(s) %s of %d are empty (no nodes): their trainers will train nothing and are left out of "
+                    "the average. Fix: fewer parts (--parts; %d for %d nodes)", stats["empty_parts"], k, k, num_nodes)
+    if stats["parts_without_train_nodes"] and num_classes:
+        log.warning("part(s) %s have no labelled training nodes: for node classification their trainers train "
+                    "nothing and are left out of the average. Fix: fewer parts (--parts), or more training "
+                    "labels", stats["parts_without_train_nodes"])
+    if stats["parts_without_train_edges"]:
+        log.warning("part(s) %s have no training edges: for link prediction their trainers train nothing and are "
+                    "left out of the average. Fix: fewer parts (--parts)", stats["parts_without_train_edges"])
+
+
+@claiming("out", "tma-spark partition")  # one writer per partitions folder
 def partition(spark: SparkSession, cfg: PartitionConfig) -> dict:
     """Partition ``cfg.lake`` into ``cfg.parts`` parts at ``cfg.out``; return the statistics."""
-    cfg.validate()
     started = time.time()
     events.emit("partition.phase", phase="setup")
     lake = open_lake(spark, cfg.lake)
@@ -80,7 +97,8 @@ def partition(spark: SparkSession, cfg: PartitionConfig) -> dict:
             f"--parts {cfg.parts} is larger than the number of nodes ({lake.meta.num_nodes:,}) in {lake.path}. "
             "Fix: choose K <= number of nodes (a few parts per executor GPU or core is typical)."
         )
-    out = check_output_path(spark, cfg.out, cfg.overwrite, what="Partitions folder")
+    out = check_output_path(spark, cfg.out, cfg.overwrite, what="Partitions folder",
+                            kind="partitions")
     nodes, edges = lake.nodes(), lake.edges()
     events.emit("partition.phase", phase="assignment")
     nodes_p, edges_p, assignment, extra = _assign(spark, cfg, nodes, edges, lake.meta.num_nodes)
@@ -107,7 +125,7 @@ def partition(spark: SparkSession, cfg: PartitionConfig) -> dict:
         stats.update(extra)
         stats["seconds"] = round(time.time() - started, 2)
         events.emit("partition.phase", phase="commit")
-        fs.write_text(spark, f"{staging}/stats.json", json.dumps(stats, indent=2))
+        fs.write_text(spark, f"{staging}/stats.json", jsonsafe.dumps(stats, indent=2))
         fs.write_text(spark, f"{staging}/{PARTS_META}", parts_meta_json(
             asdict(cfg), lake.path, lake.meta.created_at, lake.meta.num_nodes, lake.meta.num_edges))
         write_stats_png(spark, stats, f"{staging}/stats.png")
@@ -115,6 +133,7 @@ def partition(spark: SparkSession, cfg: PartitionConfig) -> dict:
     except BaseException:
         fs.delete(spark, staging)
         raise
+    _warn_idle_parts(stats, lake.meta.num_nodes, lake.meta.num_classes)
     log.info("partitioned %s into %d parts (%s) at %s: edge retention %.3f, label TV %.3f, balance %.3f, %.1f s",
              lake.path, cfg.parts, cfg.strategy, out, stats["edge_retention"], stats["label_tv"],
              stats["node_balance"], stats["seconds"])

@@ -7,11 +7,11 @@ min-cut partitioners like METIS give skewed parts (large TV).
 
 from __future__ import annotations
 
-from typing import Dict, List, Mapping, Sequence
+from typing import Dict, List, Mapping, Optional, Sequence
 
 import numpy as np
 
-__all__ = ["total_variation", "label_tv", "node_balance", "balanced_assignment"]
+__all__ = ["total_variation", "label_tv", "node_balance", "balanced_assignment", "part_targets", "idle_parts"]
 
 
 def total_variation(p: Sequence[float], q: Sequence[float]) -> float:
@@ -67,3 +67,25 @@ def balanced_assignment(sizes: Mapping[int, int], parts: int, seed: int) -> Dict
         out[k] = p
         load[p] += sizes[k]
     return out
+
+
+def part_targets(part: Mapping, task: str) -> Optional[int]:
+    """The training targets a trainer of this part will have, from the part's ``stats.json`` entry: labelled
+    training nodes (``task`` node) or training edges (``task`` link; None in statistics written before
+    ``train_edges`` was counted)."""
+    if task == "link":
+        return part.get("train_edges")
+    return int(sum(part.get("label_hist", {}).values()))
+
+
+def idle_parts(per_part: Sequence[Mapping]) -> Dict[str, List[int]]:
+    """Parts on which a trainer would train nothing (``stats.json`` fields): ``empty_parts`` (no nodes: small N,
+    large K), and among the other parts ``parts_without_train_nodes`` (no labelled training node: nothing to
+    train for node classification) and ``parts_without_train_edges`` (no training edge: nothing to train for
+    link prediction)."""
+    filled = [d for d in per_part if d["nodes"]]
+    return {
+        "empty_parts": [d["part"] for d in per_part if not d["nodes"]],
+        "parts_without_train_nodes": [d["part"] for d in filled if not part_targets(d, "node")],
+        "parts_without_train_edges": [d["part"] for d in filled if part_targets(d, "link") == 0],
+    }

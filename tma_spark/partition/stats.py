@@ -14,7 +14,7 @@ from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
 from .. import fs
-from .metrics import label_tv, node_balance
+from .metrics import idle_parts, label_tv, node_balance
 
 __all__ = ["partition_stats", "stats_figure", "write_stats_png"]
 
@@ -35,8 +35,8 @@ def partition_stats(spark: SparkSession, cfg, lake, nodes_path: str, edges_path:
     k = cfg.parts
     non_loop = totals["edges"] - totals["self_loops"]
 
-    per = {p: {"part": p, "nodes": 0, "edges": 0, "train": 0, "val": 0, "test": 0, "label_hist": {}}
-           for p in range(k)}
+    per = {p: {"part": p, "nodes": 0, "edges": 0, "train_edges": 0, "train": 0, "val": 0, "test": 0,
+               "label_hist": {}} for p in range(k)}
     for r in nodes.groupBy("part", "split").count().collect():
         per[r["part"]]["nodes"] += r["count"]
         if r["split"] in ("train", "val", "test"):
@@ -46,8 +46,12 @@ def partition_stats(spark: SparkSession, cfg, lake, nodes_path: str, edges_path:
         hist[r["part"]][int(r["label"])] = r["count"]
     for p in range(k):
         per[p]["label_hist"] = {str(c): n for c, n in sorted(hist[p].items())}
-    for r in kept.groupBy("part").count().collect():
+    # training edges of link prediction: split train or null (all of them when the edges have no split)
+    train_edge = (F.col("split").isNull() | (F.col("split") == "train")) if "split" in kept.columns else F.lit(True)
+    for r in kept.groupBy("part").agg(F.count(F.lit(1)).alias("count"),
+                                      F.sum(train_edge.cast("long")).alias("train")).collect():
         per[r["part"]]["edges"] = r["count"]
+        per[r["part"]]["train_edges"] = r["train"]
     for d in per.values():
         d["degree"] = {"mean": round(2 * d["edges"] / d["nodes"], 3) if d["nodes"] else 0.0}
     graph = {"self_loops_dropped": totals["self_loops"], "duplicate_edges": None, "isolated_nodes": None}
@@ -80,6 +84,7 @@ def partition_stats(spark: SparkSession, cfg, lake, nodes_path: str, edges_path:
                                    max(lake.meta.num_classes, 1)), 6),
         "node_balance": round(node_balance([d["nodes"] for d in parts]), 6),
         **graph,
+        **idle_parts(parts),
         "full_stats": full,
         "per_part": parts,
     }

@@ -77,9 +77,10 @@ class TrainConfig:
     tolerate_failures: bool = setting(False, help="average a round over the trainers that finish it; a lost trainer "
                                       "rejoins in the next round")
     inject_failures: Optional[str] = setting(None, flag="--inject-failure", metavar="KIND:PART:ROUND[,...]",
-                                             help="fault injection for tests and demos: kill trainer PART during "
-                                             "round ROUND; KIND is trainer (its Python worker) or executor (its "
-                                             "executor JVM; needs local-cluster or a cluster)")
+                                             help="fault injection for tests and demos: trainer PART fails in "
+                                             "round ROUND; KIND is trainer (kill its Python worker), executor "
+                                             "(kill its executor JVM; needs local-cluster or a cluster) or "
+                                             "diverge (its weights become NaN, on every attempt of the round)")
     resume: bool = setting(False, help="continue the run in --out from its last checkpoint (weights, optimizer "
                            "states, round, random state, elapsed budget) after the driver was killed or a round "
                            "failed for good")

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import hashlib
 import io
+import math
 from dataclasses import asdict, dataclass, fields
 from typing import ClassVar, Dict, List, Mapping, Optional, Tuple, Union
 
@@ -26,7 +27,7 @@ import torch
 from .models import MODELS, GNN, build_model
 
 __all__ = ["MODEL_FORMAT", "ModelSpec", "Source", "TrainerSpec", "TrainerResult", "LostTrainer", "RoundResult",
-           "trainer_seed", "to_bytes", "from_bytes"]
+           "trainer_seed", "to_bytes", "from_bytes", "non_finite"]
 
 #: Tag of ``model.json``; a future incompatible layout gets a new number.
 MODEL_FORMAT = "tma_spark.model/1"
@@ -42,6 +43,15 @@ def to_bytes(obj) -> bytes:
 def from_bytes(data: bytes):
     """Load what :func:`to_bytes` saved; ``weights_only``: never unpickles arbitrary objects."""
     return torch.load(io.BytesIO(data), weights_only=True, map_location="cpu")
+
+
+def non_finite(tensors: Mapping[str, torch.Tensor]) -> List[str]:
+    """Names of the tensors in a state dict that hold a NaN or an infinite value (one ``isfinite`` pass).
+
+    A diverged trainer's weights are the usual source: one NaN in a model that is averaged makes the whole
+    global model NaN.
+    """
+    return [name for name, t in tensors.items() if isinstance(t, torch.Tensor) and not bool(torch.isfinite(t).all())]
 
 
 def trainer_seed(run_seed: int, part: int, round_index: int) -> int:
@@ -195,6 +205,9 @@ class TrainerResult:
         device, gpus: the torch device used and the GPU addresses Spark assigned.
         pid, code: the worker's process id and where it imported tma_spark from.
         opt_miss: a resident optimizer state was not on the worker (the task moved).
+        targets: the training targets the trainer had (labelled training nodes, or training edges for link
+            prediction); 0 (an empty part, or one without training labels): it trained 0 steps, and the driver
+            leaves its unchanged weights out of the average. None: not reported (counts as trained).
     """
 
     lost: ClassVar[bool] = False
@@ -213,19 +226,43 @@ class TrainerResult:
     pid: int
     code: str
     opt_miss: bool = False
+    targets: Optional[int] = None
+
+    @property
+    def trained(self) -> bool:
+        """Whether the trainer had anything to train on (an idle trainer returns the weights it was sent)."""
+        return self.targets != 0
 
     def state_dict(self) -> Dict[str, torch.Tensor]:
         """The trainer's weights as a state dict."""
         return from_bytes(self.state)
 
+    def divergence(self) -> Optional[str]:
+        """Why this result must not be averaged, or None: the trainer diverged (its mean loss or its weights
+        are not finite).
+
+        Checked on the driver, on the very bytes that would be averaged, so that no trainer code path (or an
+        executor running older code) can slip a NaN into the global model. The optimizer state is not read:
+        gradients are clipped (and NaN gradients give NaN weights), so Adam's state turns non-finite only
+        together with the weights; a diverged trainer's state is dropped with its weights anyway.
+        """
+        bad = non_finite(self.state_dict())
+        problems = [] if math.isfinite(self.loss) else [f"loss {self.loss}"]
+        if bad:
+            more = f", {len(bad) - 3} more" if len(bad) > 3 else ""
+            problems.append(f"weights {', '.join(bad[:3])}{more}")
+        return f"diverged: non-finite {' and '.join(problems)}" if problems else None
+
 
 @dataclass(frozen=True)
 class LostTrainer:
-    """A trainer that did not finish the round (``tolerate_failures``): its part sits the round out."""
+    """A trainer that did not finish the round (``tolerate_failures``), or whose result was discarded because it
+    diverged (``diverged``): its part sits the round out."""
 
     lost: ClassVar[bool] = True
     part: int
     reason: str
+    diverged: bool = False
 
 
 RoundResult = Union[TrainerResult, LostTrainer]

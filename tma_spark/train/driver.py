@@ -21,21 +21,23 @@ import os
 import time
 import uuid
 from dataclasses import replace
-from typing import Callable, Dict, List, NamedTuple, Optional
+from typing import Callable, Dict, List, NamedTuple, Optional, Set
 
 import torch
 from pyspark.sql import SparkSession
 
 from .. import fs
+from ..claims import claiming
 from .averaging import average_state_dicts, llcg_correction
 from .config import TrainConfig
 from .contract import RoundResult, TrainerSpec, to_bytes
 from .objectives import build_objective
 from .plots import curves_figure
-from .preflight import RunPlan, preflight
+from .preflight import RunPlan, no_targets_error, preflight
 from .recorder import Recorder
 from .rounds import check_slots, lost_parts, round_row, run_round, run_round_with_retries
-from .run_dir import Checkpoint, open_run_dir, publish_run_dir, read_history, save_checkpoint, write_run_files
+from .checkpoint import Checkpoint, save_checkpoint
+from .run_dir import open_run_dir, publish_run_dir, read_history, write_run_files, write_tracking
 
 __all__ = ["train", "check_slots"]
 
@@ -86,31 +88,66 @@ def _resume(run_dir: str, ckpt: Optional[Checkpoint], recorder: Recorder,
     return _Progress(ckpt.state, dict(ckpt.opts), ckpt.round, ckpt.elapsed)
 
 
-def _average(cfg: TrainConfig, k: int, round_index: int, results: List[RoundResult], opts: Dict[int, bytes]
-             ) -> Dict[str, torch.Tensor]:
-    """The round's global weights: the (weighted) mean over the trainers that finished; their optimizer states
-    replace the previous ones in ``opts`` (a lost part keeps its previous state)."""
+def _idle_parts(results: List[RoundResult], plan: RunPlan, task: str) -> Set[int]:
+    """The parts whose trainers have no training targets, from the warm-up stage's results (logged here, once);
+    a clear error when no trainer has any (what the pre-flight checks could not tell, e.g. for a whole-lake
+    mode or partition statistics without the counts)."""
+    done = [r for r in results if not r.lost]
+    idle = sorted(r.part for r in done if not r.trained)
+    if done and len(done) == len(results) and len(idle) == len(done):
+        where = (f"Partitions {plan.source.path} (of lake {plan.lake.path})" if plan.source.kind == "parts"
+                 else f"Lake {plan.lake.path}")
+        raise no_targets_error(where, task)
+    if idle:
+        log.warning("part(s) %s have no training targets (empty, or no training labels or edges): their trainers "
+                    "train 0 steps and are left out of the average", idle)
+    return set(idle)
+
+
+def _average(cfg: TrainConfig, k: int, round_index: int, results: List[RoundResult], opts: Dict[int, bytes],
+             previous: Dict[str, torch.Tensor], idle: Set[int]) -> Dict[str, torch.Tensor]:
+    """The round's global weights: the (weighted) mean over the trainers that finished and had training
+    targets; the optimizer states of those that finished replace the previous ones in ``opts`` (a lost part
+    keeps its previous state).
+
+    A trainer without targets (an empty part, or one without training labels) returns the weights it was
+    sent, which would only pull the average back: it is left out, logged once per part (``idle`` holds the
+    parts already logged). When no trainer that finished had targets, the weights stay ``previous``."""
     done = [r for r in results if not r.lost]
     if len(done) < k:
         log.warning("round %d: trainer(s) %s lost (%s); averaging the %d of %d that finished; the lost "
                     "part(s) rejoin next round", round_index, lost_parts(results),
                     "; ".join(r.reason for r in results if r.lost), len(done), k)
-    counts = {"nodes": [r.train_nodes for r in done], "edges": [r.edges for r in done]}
     opts.update({r.part: r.opt for r in done})
-    return average_state_dicts([r.state_dict() for r in done], counts.get(cfg.weighting))
+    new_idle = sorted(r.part for r in done if not r.trained and r.part not in idle)
+    if new_idle:
+        log.warning("round %d: part(s) %s had no training targets (0 steps); left out of the average",
+                    round_index, new_idle)
+        idle.update(new_idle)
+    trained = [r for r in done if r.trained]
+    if not trained:
+        log.warning("round %d: no trainer that finished had training targets; the global weights stay as they were",
+                    round_index)
+        return previous
+    counts = {"nodes": [r.train_nodes for r in trained], "edges": [r.edges for r in trained]}
+    return average_state_dicts([r.state_dict() for r in trained], counts.get(cfg.weighting))
 
 
-def train(spark: SparkSession, cfg: TrainConfig, on_round: Optional[Callable[[dict], None]] = None) -> dict:
+@claiming("out", "tma-spark train", local=True)  # one writer per run folder
+def train(spark: SparkSession, cfg: TrainConfig, on_round: Optional[Callable[[dict], None]] = None,
+          tracking: Optional[dict] = None) -> dict:
     """Train with ``cfg``; write the run folder; return the summary.
 
     ``on_round`` is called with each round's metrics row once it is written (from the evaluation thread),
-    e.g. to log it to MLflow.
+    e.g. to log it to MLflow; an exception it raises is logged, never fatal. ``tracking`` (the MLflow run's
+    ids) is saved as ``RUN/tracking.json`` so that ``--resume`` continues the same MLflow run.
     """
     plan = preflight(spark, cfg)
     k, evaluator, ckpt = plan.k, plan.evaluator, plan.checkpoint
     eval_mode = "full" if evaluator.exact else "sampled"
     run_dir = open_run_dir(cfg.out, cfg.overwrite, cfg.resume)
     write_run_files(run_dir, None if cfg.resume else {**plan.run_config, "eval_mode": eval_mode}, plan.model)
+    write_tracking(run_dir, tracking)
     spec, threads = _trainer_spec(cfg, plan), _task_threads(spark, k)
 
     model = plan.model.build(seed=cfg.seed)  # the initial weights: built once, the same on every trainer
@@ -128,8 +165,8 @@ def train(spark: SparkSession, cfg: TrainConfig, on_round: Optional[Callable[[di
 
     # Warm-up stage (not counted in the budget): start Python workers, import torch, load and cache the parts.
     t_start = time.monotonic()
-    run_round(spark, k, replace(spec, faults=None), to_bytes(global_state), {}, 0.0, 0, threads,
-              cfg.tolerate_failures)
+    idle = _idle_parts(run_round(spark, k, replace(spec, faults=None), to_bytes(global_state), {}, 0.0, 0,
+                                 threads, cfg.tolerate_failures), plan, cfg.task)
     startup = time.monotonic() - t_start
     log.info("startup: %d trainers ready in %.1f s (workers started, parts loaded)", k, startup)
     started = time.monotonic() - elapsed
@@ -148,7 +185,7 @@ def train(spark: SparkSession, cfg: TrainConfig, on_round: Optional[Callable[[di
                                                        round_index, threads, cfg.round_retries,
                                                        cfg.tolerate_failures)
             stage = time.monotonic() - t0
-            global_state = _average(cfg, k, round_index, results, opts)
+            global_state = _average(cfg, k, round_index, results, opts, global_state, idle)
             if server_opt is not None:
                 model.load_state_dict(global_state)
                 global_state = llcg_correction(model, server_opt, server_objective, cfg.llcg_steps)

@@ -21,15 +21,16 @@ Each trainer keeps its own Adam state across rounds, as in the paper, in one of 
 from __future__ import annotations
 
 import logging
+import math
 import os
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Callable, Dict, Optional, Tuple
 
 import torch
 
 from ..faults import Fault, kill_executor, kill_self
-from .contract import TrainerResult, TrainerSpec, from_bytes, to_bytes
+from .contract import TrainerResult, TrainerSpec, from_bytes, non_finite, to_bytes
 from .graphdata import build_graph, message_passing_edges, read_table
 from .objectives import build_objective
 
@@ -153,7 +154,9 @@ def run_trainer_task(part: int, spec: TrainerSpec, state_bytes: bytes, opt_bytes
     """Everything one trainer does in one round; returns plain bytes and numbers for the driver.
 
     With an injected ``fault`` the trainer trains for half the round, then kills its process (or its
-    executor), as a crash or a lost machine would.
+    executor), as a crash or a lost machine would; a ``diverge`` fault trains the whole round and returns NaN
+    weights. A diverged trainer (non-finite loss or weights) keeps no resident optimizer state: its next round
+    starts a fresh one.
     """
     started = time.monotonic()
     torch.set_num_threads(max(int(threads), 1))
@@ -170,14 +173,26 @@ def run_trainer_task(part: int, spec: TrainerSpec, state_bytes: bytes, opt_bytes
                     round_index, part)
     budget = max(seconds - (loaded - started), 0.0)
     seed = spec.seed_for(part, round_index)
-    if fault is not None:
+    if fault is not None and fault.kind != "diverge":
         train_for(objective, spec, state, opt_state, budget / 2, device, seed=seed)
         reason = f"--inject-failure {fault}: round {round_index} part {part}"
         kill_executor(reason) if fault.kind == "executor" else kill_self(reason)
     out = train_for(objective, spec, state, opt_state, budget, device, seed=seed, allreduce=allreduce)
+    if fault is not None:  # diverge: the weights blow up, as a far too large learning rate makes them
+        log.error("fault injection: round %d part %d diverges (--inject-failure %s)", round_index, part, fault)
+        out = replace(out, state={k: torch.full_like(v, float("nan")) if v.is_floating_point() else v
+                                  for k, v in out.state.items()})
+    finite = math.isfinite(out.loss) and not non_finite(out.state)
+    if not finite:
+        log.warning("round %d part %d: diverged (non-finite loss or weights); the driver discards this result",
+                    round_index, part)
     if resident and round_index > 0:  # round 0 is the warm-up stage, whose result is discarded
         _OPT_STATES.clear()  # one part per worker, as for the graph cache
-        _OPT_STATES[opt_key] = out.opt
+        if finite:  # a diverged trainer's Adam state (updated in place) must not seed its next round
+            _OPT_STATES[opt_key] = out.opt
+    if not objective.targets:
+        log.warning("round %d part %d: no training targets (%d nodes, %d edges); trained 0 steps", round_index,
+                    part, graph.num_nodes, int(graph.edge_index.shape[1] // 2))
     log.info("round %d part %d: %d steps on %s (%s), loss %.4f", round_index, part, out.steps, device,
              objective.sampler, out.loss)
     return TrainerResult(
@@ -185,4 +200,5 @@ def run_trainer_task(part: int, spec: TrainerSpec, state_bytes: bytes, opt_bytes
         loss=out.loss, train_nodes=int(graph.mask("train").sum()), edges=int(graph.edge_index.shape[1] // 2),
         sampler=objective.sampler, load_seconds=round(loaded - started, 3),
         task_seconds=round(time.monotonic() - started, 3), device=str(device),
-        gpus=tuple(str(a) for a in gpu_addresses or ()), pid=os.getpid(), code=_CODE, opt_miss=opt_miss)
+        gpus=tuple(str(a) for a in gpu_addresses or ()), pid=os.getpid(), code=_CODE, opt_miss=opt_miss,
+        targets=objective.targets)

@@ -71,8 +71,16 @@ class GraphTensors:
         return (self.split == SPLIT_CODES[split]) & (self.y >= 0)
 
 
+def _empty_graph() -> GraphTensors:
+    """A graph without nodes (an empty part: small N, large K); its trainer has no targets and trains 0 steps."""
+    return GraphTensors(torch.zeros(0, dtype=torch.long), torch.zeros(0, 0), torch.zeros(0, dtype=torch.long),
+                        torch.zeros(0, dtype=torch.int8), torch.zeros(2, 0, dtype=torch.long))
+
+
 def build_graph(nodes: pa.Table, edges: pa.Table) -> GraphTensors:
     """Tensors of a graph from its node and edge tables; edges to unknown nodes are dropped."""
+    if nodes.num_rows == 0:  # an empty Delta partition reads as columns of type null: nothing to convert
+        return _empty_graph()
     order = np.argsort(nodes.column("id").to_numpy())
     nodes = nodes.take(pa.array(order))
     ids = nodes.column("id").to_numpy()

@@ -6,7 +6,6 @@ wall time (on a cluster the driver's cores are otherwise idle during a round).
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 from concurrent.futures import ThreadPoolExecutor
@@ -14,8 +13,9 @@ from typing import Callable, Dict, List, Optional, Sequence
 
 import torch
 
+from .. import jsonsafe
 from .evaluation import Evaluator
-from .run_dir import save_atomic
+from .checkpoint import save_atomic
 
 __all__ = ["Recorder"]
 
@@ -30,13 +30,15 @@ class Recorder:
         eval_model: a model of the run's shape to load each averaged state into.
         evaluator: scores a model on the validation and test targets.
         time_limit: the run's budget (for the progress line).
-        on_round: called with each row once it is written (from the evaluation thread).
+        on_round: called with each row once it is written (from the evaluation thread); an exception it raises
+            is logged (a warning the first time) and never stops training.
     """
 
     def __init__(self, run_dir: str, eval_model: torch.nn.Module, evaluator: Evaluator, time_limit: float,
                  on_round: Optional[Callable[[dict], None]] = None):
         self.run_dir, self.model, self.evaluator, self.time_limit = run_dir, eval_model, evaluator, time_limit
         self.on_round = on_round
+        self._hook_failed = False
         self.best = {"val": float("-inf"), "test": float("nan"), "round": 0, "wall": 0.0}
         self.since_best = 0
         self.history: List[dict] = []
@@ -50,7 +52,7 @@ class Recorder:
             self.history.append(row)
 
     def _track_best(self, row: dict) -> bool:
-        if row["val"] > self.best["val"]:
+        if row["val"] is not None and row["val"] > self.best["val"]:  # None: a NaN score read back from JSON
             self.best = {"val": row["val"], "test": row["test"], "round": row["round"], "wall": row["wall_seconds"]}
             self.since_best = 0
             return True
@@ -80,15 +82,28 @@ class Recorder:
             save_atomic(state, os.path.join(self.run_dir, "best.pt"))
         self.history.append(row)
         with open(os.path.join(self.run_dir, "metrics.jsonl"), "a") as fh:
-            fh.write(json.dumps(row) + "\n")
-        if self.on_round is not None:
-            self.on_round(row)
+            fh.write(jsonsafe.dumps(row) + "\n")  # a NaN score (no targets in a split) is written as null
+        self._notify(row)
         sps = " ".join("lost" if n is None else f"{n / max(row['round_seconds'], 1e-9):.1f}" for n in row["steps"])
         losses = [x for x in row["loss"] if x is not None]
         log.info("round %d | %.0f s | val %s %.4f (best %.4f @%d) | steps/s %s | loss %.3f | overhead %.2f s | "
                  "%.0f s left", row["round"], row["wall_seconds"], self.evaluator.metric, scores["val"],
                  self.best["val"], self.best["round"], sps, sum(losses) / max(len(losses), 1),
                  row["overhead_seconds"], max(self.time_limit - row["wall_seconds"], 0))
+
+    def _notify(self, row: dict) -> None:
+        """Call ``on_round``: a progress hook such as experiment tracking must never abort the training run."""
+        if self.on_round is None:
+            return
+        try:
+            self.on_round(row)
+        except Exception as exc:  # noqa: BLE001 -- whatever the hook raises, training goes on
+            if self._hook_failed:
+                log.debug("round %d: the on_round callback failed again: %s", row["round"], exc)
+            else:
+                log.warning("round %d: the on_round callback failed (%s: %s); training goes on (further failures "
+                            "are logged at debug level)", row["round"], type(exc).__name__, exc, exc_info=True)
+            self._hook_failed = True
 
     def summary(self, *, task: str, eval_mode: str, rounds: int, wall_seconds: float, mode: str, parts: int,
                 strategy: str, model: str, startup_seconds: float, resumed_from_round: Optional[int]) -> dict:

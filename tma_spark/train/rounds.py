@@ -9,6 +9,11 @@ No custom networking is used. Failures (see the README, "Failures and re-runs"):
 * With ``tolerate_failures`` the trainers run as K independent single-task jobs, so one failure does not
   abort the others; the round is averaged over the trainers that finished and the lost part rejoins in the
   next round.
+* A trainer that diverged (non-finite loss or weights, :meth:`TrainerResult.divergence`) counts as a failed
+  trainer under the same two policies; a round whose every trainer diverges in every attempt stops the run
+  with an error that names the learning rate.
+* Platform settings that break these (dynamic allocation, speculation) are refused before training
+  (:func:`tma_spark.train.cluster.check_cluster`).
 
 The task function closes over plain values only (the broadcast weights, the :class:`TrainerSpec`), never
 the SparkSession.
@@ -25,27 +30,15 @@ from pyspark.sql import SparkSession
 
 from ..errors import TmaSparkError
 from ..faults import fault_for, parse_faults
+from .cluster import check_slots
 from .contract import LostTrainer, RoundResult, TrainerSpec
 from .ddp import make_allreduce
 from .executor import run_trainer_task
 
-__all__ = ["check_slots", "run_round", "run_round_with_retries", "round_row", "lost_parts"]
+__all__ = ["check_slots", "run_round", "run_round_with_retries", "screen_diverged", "round_failure", "round_row",
+           "lost_parts"]
 
 log = logging.getLogger(__name__)
-
-
-def check_slots(spark: SparkSession, needed: int) -> None:
-    """Fail before training when a barrier stage of ``needed`` tasks cannot be gang scheduled."""
-    sc = spark.sparkContext
-    cpus = int(sc.getConf().get("spark.task.cpus", "1"))
-    slots = sc.defaultParallelism // cpus
-    if slots < needed:
-        raise TmaSparkError(
-            f"Training needs {needed} task slots at once (one barrier task per part) but the cluster has {slots} "
-            f"(defaultParallelism {sc.defaultParallelism} / spark.task.cpus {cpus}). Fix: run with --master "
-            f"local[{needed}] locally, add executors or cores (spark.executor.instances, spark.executor.cores), "
-            "or partition into fewer parts."
-        )
 
 
 def _trainer_task(shared, spec: TrainerSpec, seconds: float, round_index: int, threads: int, barrier: bool):
@@ -61,7 +54,8 @@ def _trainer_task(shared, spec: TrainerSpec, seconds: float, round_index: int, t
         (part, opt_state), = list(rows)
         if not barrier and ctx.attemptNumber() > 0:
             # Spark retried this trainer after a failure; the other trainers have finished the round by
-            # now, so the part sits this round out and rejoins in the next one.
+            # now, so the part sits this round out and rejoins in the next one. (A speculative copy would look
+            # the same; check_cluster refuses the only settings under which Spark speculates these tasks.)
             yield LostTrainer(part, "its task failed and Spark retried it")
             return
         gpu = ctx.resources().get("gpu")
@@ -117,31 +111,68 @@ def run_round(spark: SparkSession, k: int, spec: TrainerSpec, state: bytes, opts
     return sorted(results, key=lambda r: r.part)
 
 
+def screen_diverged(results: Sequence[RoundResult], round_index: int) -> List[RoundResult]:
+    """The round's results with every diverged trainer (non-finite loss or weights) replaced by a
+    :class:`LostTrainer`, so that the retry and ``tolerate_failures`` policies treat it like a crashed one and
+    its NaNs never reach the average. Each is logged with its part and round."""
+    screened: List[RoundResult] = []
+    for r in results:
+        why = None if r.lost else r.divergence()
+        if why:
+            log.warning("round %d part %d %s; treated as a failed trainer", round_index, r.part, why)
+            r = LostTrainer(r.part, why, diverged=True)
+        screened.append(r)
+    return screened
+
+
+def round_failure(round_index: int, attempts: int, reason: str, lr: float, all_diverged: bool,
+                  diverged: bool) -> TmaSparkError:
+    """The error that stops a run whose round failed in every attempt. ``all_diverged``: every trainer diverged
+    in every attempt, so the likely cause is the learning rate; ``diverged``: the last failure included a
+    divergence."""
+    smaller = f"--lr {lr / 10:g}"
+    if all_diverged:
+        kept = f" The run folder keeps the checkpoint of round {round_index - 1}." if round_index > 1 else ""
+        return TmaSparkError(
+            f"Round {round_index}: every trainer diverged (non-finite loss or weights) in all {attempts} "
+            f"attempt(s), so there is nothing to average. Likely cause: the learning rate --lr {lr:g} is too large "
+            f"for this model and data. Fix: train again with a smaller one, e.g. {smaller}, in a new run "
+            f"(--overwrite or another --out; a resumed run keeps its --lr).{kept}"
+        )
+    hint = (f" A diverged trainer usually means the learning rate --lr {lr:g} is too large: try {smaller} in a "
+            "new run." if diverged else "")
+    return TmaSparkError(
+        f"Round {round_index} failed {attempts} times; last failure: {reason}. The run folder keeps "
+        f"the checkpoint of round {round_index - 1}. Fix: see the executor logs for the cause, then continue with "
+        "--resume (--tolerate-failures averages a round over the trainers that finish it; --round-retries sets "
+        f"the retries).{hint}"
+    )
+
+
 def run_round_with_retries(spark: SparkSession, k: int, spec: TrainerSpec, state: bytes, opts: Dict[int, bytes],
                            seconds: float, round_index: int, threads: int, retries: int,
                            tolerant: bool) -> Tuple[List[RoundResult], int]:
     """Run a round until enough trainers finish it: all of them by default, at least one when ``tolerant``.
-    Returns (results, attempts)."""
+    A diverged trainer has not finished it (:func:`screen_diverged`). Returns (results, attempts)."""
+    all_diverged = True  # every trainer diverged in every attempt so far
     for attempt in range(retries + 1):
+        diverged = False
         try:
-            results = run_round(spark, k, replace(spec, attempt=attempt), state, opts, seconds, round_index,
-                                threads, tolerant)
+            results = screen_diverged(run_round(spark, k, replace(spec, attempt=attempt), state, opts, seconds,
+                                                round_index, threads, tolerant), round_index)
         except Exception as exc:
-            reason = failure_reason(exc)
+            reason, all_diverged = failure_reason(exc), False
         else:
             lost = [r for r in results if r.lost]
-            if len(lost) < k:
+            if not lost or (tolerant and len(lost) < k):
                 return results, attempt + 1
+            diverged = any(r.diverged for r in lost)
+            all_diverged = all_diverged and len(lost) == k and all(r.diverged for r in lost)
             reason = "; ".join(f"part {r.part}: {r.reason}" for r in lost)
         if attempt < retries:
             log.warning("round %d failed (%s); running it again from the same weights (retry %d of %d)",
                         round_index, reason, attempt + 1, retries)
-    raise TmaSparkError(
-        f"Round {round_index} failed {retries + 1} times; last failure: {reason}. The run folder keeps "
-        f"the checkpoint of round {round_index - 1}. Fix: see the executor logs for the cause, then continue with "
-        "--resume (--tolerate-failures averages a round over the trainers that finish it; --round-retries sets "
-        "the retries)."
-    )
+    raise round_failure(round_index, retries + 1, reason, spec.lr, all_diverged, diverged)
 
 
 def lost_parts(results: Sequence[RoundResult]) -> List[int]:
@@ -166,5 +197,6 @@ def round_row(round_index: int, wall: float, seconds: float, round_wall: float, 
         "samplers": sorted({r.sampler for r in done}),
         "optimizer_state_misses": sum(bool(r.opt_miss) for r in done),
         "lost_parts": lost_parts(results), "attempts": attempts,
+        "idle_parts": [r.part for r in done if not r.trained],  # no training targets: 0 steps, not averaged
         "executor_code": sorted({r.code for r in done}),
     }

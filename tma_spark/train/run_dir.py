@@ -2,8 +2,9 @@
 
 ``RUN/config.json`` (the effective configuration), ``RUN/model.json`` (the :class:`ModelSpec`),
 ``metrics.jsonl`` (one row per round), ``best.pt`` / ``last.pt`` (state dicts), ``checkpoint.pt`` (what
-``--resume`` needs) and ``summary.json``. Everything is JSON or ``torch.save`` of tensors, read back with
-``weights_only=True``.
+``--resume`` needs: :mod:`tma_spark.train.checkpoint`), ``summary.json`` and, when tracked,
+``tracking.json`` (the MLflow run that ``--resume`` continues). Everything is JSON or ``torch.save`` of
+tensors, read back with ``weights_only=True``.
 
 ``--overwrite`` of an existing run trains in a hidden sibling (``.RUN.next``) and swaps it in when the run
 finishes (:func:`publish_run_dir`): a killed run never replaces a finished one.
@@ -14,28 +15,27 @@ Driver-side, but without Spark: inference reads run folders through :func:`read_
 from __future__ import annotations
 
 import json
+import logging
 import os
 import shutil
 import uuid
-from dataclasses import dataclass, fields
-from typing import Dict, List, Optional
+from typing import List, Optional
 
-import torch
-
-from .. import fs
+from .. import fs, jsonsafe
 from ..errors import ConfigError, TmaSparkError
 from ..faults import crash_point
+from ..outputs import check_replaceable
 from .contract import ModelSpec
 
-__all__ = ["CHECKPOINT", "CHECKPOINT_FORMAT", "CONFIG_FILE", "MODEL_FILE", "RESUMABLE_CHANGES", "Checkpoint",
-           "check_run_dir", "open_run_dir", "publish_run_dir", "save_atomic", "write_run_files", "read_config",
-           "check_resumable", "read_history", "save_checkpoint", "load_checkpoint", "read_model_spec",
-           "derive_model_spec"]
+__all__ = ["CONFIG_FILE", "MODEL_FILE", "TRACKING_FILE", "RESUMABLE_CHANGES", "check_run_dir", "open_run_dir",
+           "publish_run_dir", "write_run_files", "read_config", "write_tracking", "read_tracking", "check_resumable",
+           "read_history", "read_model_spec", "derive_model_spec"]
+
+log = logging.getLogger(__name__)
 
 CONFIG_FILE = "config.json"
 MODEL_FILE = "model.json"
-CHECKPOINT = "checkpoint.pt"
-CHECKPOINT_FORMAT = "tma_spark.train.checkpoint/1"
+TRACKING_FILE = "tracking.json"
 #: Settings a resumed run may change; every other setting must equal the checkpointed run's.
 RESUMABLE_CHANGES = {"time_limit", "max_rounds", "patience", "overwrite", "resume", "round_retries",
                      "tolerate_failures", "inject_failures", "round_seconds", "out"}
@@ -65,6 +65,8 @@ def check_run_dir(out: str, overwrite: bool, resume: bool) -> None:
         state = "finished" if os.path.isfile(os.path.join(out, "summary.json")) else "unfinished: no summary.json"
         raise TmaSparkError(f"Run folder {out} already exists ({state}). Fix: pass --resume to continue it, "
                             "--overwrite to replace it, or choose another --out.")
+    if os.path.exists(out):
+        check_replaceable(None, out, "run")
 
 
 def open_run_dir(out: str, overwrite: bool, resume: bool) -> str:
@@ -96,13 +98,6 @@ def publish_run_dir(run_dir: str, out: str) -> None:
     shutil.rmtree(old, ignore_errors=True)
 
 
-def save_atomic(obj, path: str) -> None:
-    """``torch.save`` to a temporary sibling renamed over ``path``: readers never see a torn file."""
-    tmp = f"{path}.tmp-{os.getpid()}"
-    torch.save(obj, tmp)
-    os.replace(tmp, path)
-
-
 def write_run_files(run_dir: str, run_config: Optional[dict], model: ModelSpec) -> None:
     """Write ``config.json`` (unless None: a resumed run keeps its own) and ``model.json``."""
     if run_config is not None:
@@ -111,8 +106,42 @@ def write_run_files(run_dir: str, run_config: Optional[dict], model: ModelSpec) 
 
 
 def read_config(run_dir: str) -> dict:
-    with open(os.path.join(run_dir, CONFIG_FILE)) as fh:
-        return json.load(fh)
+    """The run's ``config.json``; a torn or edited file is a clear error (resume and infer both need it)."""
+    path = os.path.join(run_dir, CONFIG_FILE)
+    try:
+        with open(path) as fh:
+            cfg = json.load(fh)
+    except (ValueError, UnicodeDecodeError) as exc:  # json.JSONDecodeError is a ValueError
+        raise TmaSparkError(f"{path} is not valid JSON ({exc}). Fix: restore the run's {CONFIG_FILE} (its "
+                            "effective settings) from a copy, or re-run training with --overwrite.") from None
+    if not isinstance(cfg, dict):
+        raise TmaSparkError(f"{path} holds a {type(cfg).__name__}, not the run's settings (a JSON object). Fix: "
+                            f"restore the run's {CONFIG_FILE} from a copy, or re-run training with --overwrite.")
+    return cfg
+
+
+def write_tracking(run_dir: str, info: Optional[dict]) -> None:
+    """Record the experiment tracker's run (``tracking.json``: MLflow run id, experiment, URI without
+    credentials), so that ``--resume`` continues the same MLflow run; nothing when ``info`` is None."""
+    if info is not None:
+        fs.write_json_local(os.path.join(run_dir, TRACKING_FILE), info)
+
+
+def read_tracking(out: str) -> Optional[dict]:
+    """The ``tracking.json`` of the run that ``--resume`` of ``out`` continues, or None (none recorded, or
+    unreadable: tracking is never fatal, a new MLflow run is started then)."""
+    out = os.path.abspath(out)
+    staged = _next_dir(out)
+    path = os.path.join(staged if _is_run(staged) else out, TRACKING_FILE)
+    if not os.path.isfile(path):
+        return None
+    try:
+        with open(path) as fh:
+            info = json.load(fh)
+    except (OSError, ValueError) as exc:
+        log.warning("%s is unreadable (%s); the resumed run is tracked as a new MLflow run", path, exc)
+        return None
+    return info if isinstance(info, dict) else None
 
 
 def check_resumable(saved: dict, current: dict, run_dir: str) -> None:
@@ -143,55 +172,9 @@ def read_history(run_dir: str, upto: int) -> List[dict]:
                             "another run; start a new run.")
     tmp = f"{path}.tmp-{os.getpid()}"
     with open(tmp, "w") as fh:
-        fh.writelines(json.dumps(r) + "\n" for r in rows)
+        fh.writelines(jsonsafe.dumps(r) + "\n" for r in rows)
     os.replace(tmp, path)
     return rows
-
-
-@dataclass
-class Checkpoint:
-    """What ``checkpoint.pt`` holds after round ``round``: enough to continue the run from there.
-
-    Args:
-        round: the last averaged round.
-        elapsed: training budget used so far (seconds).
-        state: the global weights.
-        opts: each part's shipped optimizer state (:func:`~tma_spark.train.contract.to_bytes`).
-        rng: the driver's torch random state.
-        row: the round's metrics row without scores (re-evaluated on resume when its line was lost).
-        server_opt: LLCG's server optimizer state, or None.
-    """
-
-    round: int
-    elapsed: float
-    state: Dict[str, torch.Tensor]
-    opts: Dict[int, bytes]
-    rng: torch.Tensor
-    row: dict
-    server_opt: Optional[dict] = None
-
-
-def save_checkpoint(run_dir: str, ckpt: Checkpoint) -> None:
-    """Write ``checkpoint.pt`` atomically (a plain dict of tensors, bytes and numbers, tagged with its format)."""
-    fields_ = {f.name: getattr(ckpt, f.name) for f in fields(ckpt)}  # not asdict: it would deep-copy the weights
-    save_atomic({"format": CHECKPOINT_FORMAT, **fields_}, os.path.join(run_dir, CHECKPOINT))
-
-
-def load_checkpoint(run_dir: str) -> Optional[Checkpoint]:
-    """The run's checkpoint, or None when it was killed before its first round finished."""
-    path = os.path.join(run_dir, CHECKPOINT)
-    if not os.path.isfile(path):
-        return None
-    try:
-        data = torch.load(path, weights_only=True, map_location="cpu")
-    except Exception as exc:
-        raise TmaSparkError(f"--resume: {path} is not a readable tma_spark checkpoint ({type(exc).__name__}: "
-                            f"{str(exc)[:200]}). Fix: start a new run (--overwrite).") from None
-    if not isinstance(data, dict) or data.get("format") != CHECKPOINT_FORMAT:
-        raise TmaSparkError(f"--resume: {path} is not a tma_spark train checkpoint. Fix: start a new run "
-                            "(--overwrite).")
-    return Checkpoint(round=data["round"], elapsed=data["elapsed"], state=data["state"], opts=dict(data["opts"]),
-                      rng=data["rng"], row=data["row"], server_opt=data.get("server_opt"))
 
 
 def read_model_spec(run: str, run_cfg: dict, state, ckpt: str) -> ModelSpec:

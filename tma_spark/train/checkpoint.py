@@ -1,0 +1,141 @@
+"""Checkpoints of a training run: ``RUN/checkpoint.pt`` (what ``--resume`` needs) and atomic, fsynced saves.
+
+``checkpoint.pt`` is a plain dict of tensors, bytes and numbers tagged with its format, written with
+``torch.save`` and read back with ``weights_only=True``. Two generations are kept: the new checkpoint is
+written and fsynced before the current one becomes ``checkpoint.prev.pt``, so a complete checkpoint is on
+disk whenever the driver or the machine dies, and :func:`load_checkpoint` falls back to the previous one.
+Driver-side, without Spark.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from dataclasses import dataclass, fields
+from typing import Dict, Optional
+
+import torch
+
+from ..errors import TmaSparkError
+
+__all__ = ["CHECKPOINT", "CHECKPOINT_PREV", "CHECKPOINT_FORMAT", "Checkpoint", "save_atomic", "save_checkpoint",
+           "load_checkpoint"]
+
+log = logging.getLogger(__name__)
+
+CHECKPOINT = "checkpoint.pt"
+CHECKPOINT_PREV = "checkpoint.prev.pt"  # the previous generation, kept until the new checkpoint is complete
+CHECKPOINT_FORMAT = "tma_spark.train.checkpoint/1"
+
+
+def _save_synced(obj, path: str) -> None:
+    """``torch.save`` to ``path`` and fsync it: its bytes are on disk before it is renamed anywhere."""
+    with open(path, "wb") as fh:
+        torch.save(obj, fh)
+        fh.flush()
+        os.fsync(fh.fileno())
+
+
+def _sync_dir(path: str) -> None:
+    """fsync the folder ``path`` so that renames in it survive a crash of the machine (best effort)."""
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass  # some filesystems cannot fsync a folder
+    finally:
+        os.close(fd)
+
+
+def save_atomic(obj, path: str) -> None:
+    """``torch.save`` to a temporary sibling, fsynced and renamed over ``path``: readers never see a torn file."""
+    tmp = f"{path}.tmp-{os.getpid()}"
+    _save_synced(obj, tmp)
+    os.replace(tmp, path)
+
+
+@dataclass
+class Checkpoint:
+    """What ``checkpoint.pt`` holds after round ``round``: enough to continue the run from there.
+
+    Args:
+        round: the last averaged round.
+        elapsed: training budget used so far (seconds).
+        state: the global weights.
+        opts: each part's shipped optimizer state (:func:`~tma_spark.train.contract.to_bytes`).
+        rng: the driver's torch random state.
+        row: the round's metrics row without scores (re-evaluated on resume when its line was lost).
+        server_opt: LLCG's server optimizer state, or None.
+    """
+
+    round: int
+    elapsed: float
+    state: Dict[str, torch.Tensor]
+    opts: Dict[int, bytes]
+    rng: torch.Tensor
+    row: dict
+    server_opt: Optional[dict] = None
+
+
+def save_checkpoint(run_dir: str, ckpt: Checkpoint) -> None:
+    """Write ``checkpoint.pt`` (a plain dict of tensors, bytes and numbers, tagged with its format), keeping the
+    previous generation until the new one is complete.
+
+    The new checkpoint is written to ``checkpoint.pt.tmp`` and fsynced; then the current one becomes
+    ``checkpoint.prev.pt`` and the new one is renamed in. Whenever the machine or the driver dies, a complete
+    checkpoint is on disk (:func:`load_checkpoint` falls back to the previous generation).
+    """
+    fields_ = {f.name: getattr(ckpt, f.name) for f in fields(ckpt)}  # not asdict: it would deep-copy the weights
+    path = os.path.join(run_dir, CHECKPOINT)
+    tmp, prev = f"{path}.tmp", os.path.join(run_dir, CHECKPOINT_PREV)
+    _save_synced({"format": CHECKPOINT_FORMAT, **fields_}, tmp)
+    if os.path.exists(path):
+        os.replace(path, prev)
+    os.replace(tmp, path)
+    _sync_dir(run_dir)
+
+
+def _read_checkpoint(path: str) -> Checkpoint:
+    """The checkpoint in ``path``, or a TmaSparkError saying why it cannot be used."""
+    try:
+        data = torch.load(path, weights_only=True, map_location="cpu")
+    except Exception as exc:
+        raise TmaSparkError(f"--resume: {path} is not a readable tma_spark checkpoint ({type(exc).__name__}: "
+                            f"{str(exc)[:200]}). Fix: start a new run (--overwrite).") from None
+    if not isinstance(data, dict) or data.get("format") != CHECKPOINT_FORMAT:
+        raise TmaSparkError(f"--resume: {path} is not a tma_spark train checkpoint. Fix: start a new run "
+                            "(--overwrite).")
+    return Checkpoint(round=data["round"], elapsed=data["elapsed"], state=data["state"], opts=dict(data["opts"]),
+                      rng=data["rng"], row=data["row"], server_opt=data.get("server_opt"))
+
+
+def load_checkpoint(run_dir: str) -> Optional[Checkpoint]:
+    """The run's checkpoint, or None when it was killed before its first round finished.
+
+    When ``checkpoint.pt`` is missing or unreadable (torn by a crash of the machine, or the driver died between
+    the two renames of :func:`save_checkpoint`) the previous generation, ``checkpoint.prev.pt``, is used, and
+    the fallback is logged: the resumed run repeats one more round.
+    """
+    path, prev = os.path.join(run_dir, CHECKPOINT), os.path.join(run_dir, CHECKPOINT_PREV)
+    if not os.path.isfile(path):
+        if not os.path.isfile(prev):
+            return None
+        ckpt = _read_checkpoint(prev)
+        log.warning("--resume: %s is missing (the driver died while replacing it); resuming from the previous "
+                    "checkpoint %s (round %d)", path, prev, ckpt.round)
+        return ckpt
+    try:
+        return _read_checkpoint(path)
+    except TmaSparkError as exc:
+        if not os.path.isfile(prev):
+            raise
+        try:
+            ckpt = _read_checkpoint(prev)
+        except TmaSparkError:
+            raise exc from None
+        log.warning("%s; resuming from the previous checkpoint %s (round %d) instead", str(exc).split(". Fix:")[0],
+                    prev, ckpt.round)
+        return ckpt
