@@ -5,8 +5,10 @@ Two kinds of faults:
 * Trainer faults (``tma-spark train --inject-failure KIND:PART:ROUND``): trainer ``PART`` fails in round
   ``ROUND``. ``trainer`` kills the trainer's Python worker process half-way through the round (as an
   out-of-memory kill or a crash would); ``executor`` kills the whole executor JVM that runs it (as a lost
-  machine would), which needs separate executor processes (``local-cluster`` or a real cluster). These fire
-  on the first attempt of that round only, so the retried round can succeed. ``diverge`` lets the trainer
+  machine would), which needs separate executor processes (``local-cluster`` or a real cluster); ``hang``
+  lets the trainer stop making progress half-way through the round and sleep far past any round bound (as a
+  stalled file read or a CUDA hang would), until the driver cancels the round (``round_timeout``). These
+  fire on the first attempt of that round only, so the retried round can succeed. ``diverge`` lets the trainer
   finish the round but turns its weights into NaN (as a far too large learning rate would); it fires on
   every attempt of the round, as a real divergence replays from the same weights and seeds.
 * Crash points (environment variable ``TMA_SPARK_CRASH_AT=NAME``): the job process kills itself with
@@ -21,17 +23,18 @@ from __future__ import annotations
 import logging
 import os
 import signal
+import time
 from dataclasses import dataclass
 from typing import Optional, Sequence, Tuple
 
 from .errors import ConfigError
 
 __all__ = ["Fault", "FAULT_KINDS", "REPLAYED_KINDS", "parse_faults", "fault_for", "crash_point", "kill_self",
-           "kill_executor", "CRASH_ENV"]
+           "kill_executor", "hang", "CRASH_ENV"]
 
 log = logging.getLogger(__name__)
 
-FAULT_KINDS = ("trainer", "executor", "diverge")
+FAULT_KINDS = ("trainer", "executor", "diverge", "hang")
 #: Kinds that fire on every attempt of their round (the others on the first attempt only).
 REPLAYED_KINDS = ("diverge",)
 CRASH_ENV = "TMA_SPARK_CRASH_AT"
@@ -99,6 +102,16 @@ def kill_executor(reason: str) -> None:
     log.error("fault injection: killing executor JVM %d (%s)", proc.pid, reason)
     proc.kill()
     kill_self(reason)
+
+
+def hang(reason: str, seconds: float) -> None:
+    """Stop making progress, as a stalled read or a CUDA hang would: sleep ``seconds`` (far past the round's bound)
+    or until the driver cancels the round and Spark kills this Python worker. Bounded, so that a test whose
+    cancellation failed ends eventually."""
+    log.error("fault injection: hanging for %.0f s in process %d (%s)", seconds, os.getpid(), reason)
+    for handler in logging.getLogger().handlers:
+        handler.flush()
+    time.sleep(seconds)
 
 
 def crash_point(name: str) -> None:

@@ -20,6 +20,8 @@ from tma_spark.faults import Fault, fault_for, parse_faults
 from tma_spark.errors import ConfigError, TmaSparkError
 from tma_spark.lake import open_lake
 from tma_spark.train import TrainConfig, train
+from tma_spark.train.config import default_round_timeout
+from tma_spark.train.rounds import _Watchdog
 
 BIN = Path(sys.executable).parent
 REPO = Path(__file__).resolve().parents[2]
@@ -57,6 +59,37 @@ def test_diverge_fault_fires_on_every_attempt():
     assert faults == (Fault("diverge", 0, 2),)
     assert fault_for(faults, 0, 2, first_attempt=False) == Fault("diverge", 0, 2)
     assert fault_for(faults, 0, 3, first_attempt=True) is None
+
+
+def test_round_timeout_defaults_to_a_bound_derived_from_t_and_must_exceed_t(tmp_path):
+    """A round is cancelled after max(3T, T + 120) s unless --round-timeout says otherwise; a bound not longer
+    than the round itself is refused. A hang fires on the first attempt only, like a killed trainer."""
+    assert [default_round_timeout(t) for t in (1, 30, 60, 100)] == [121, 150, 180, 300]
+    cfg = TrainConfig(lake="l", partitions="p", out=str(tmp_path))
+    assert cfg.round_timeout is None and cfg.round_bound == 150
+    assert TrainConfig(lake="l", partitions="p", out=str(tmp_path), round_timeout=7, round_seconds=1).round_bound == 7
+    with pytest.raises(ConfigError, match=r"--round-timeout 5.* longer than the round .*--round-seconds 5"):
+        TrainConfig(lake="l", partitions="p", out=str(tmp_path), round_seconds=5, round_timeout=5).validate()
+    faults = parse_faults("hang:1:2")
+    assert faults == (Fault("hang", 1, 2),) and fault_for(faults, 1, 2, first_attempt=False) is None
+
+
+def test_watchdog_cancels_the_round_job_group_only_after_the_timeout():
+    class FakeContext:
+        cancelled = []
+
+        def cancelJobGroup(self, group):  # noqa: N802 -- SparkContext's name
+            self.cancelled.append(group)
+
+    sc = FakeContext()
+    finished = _Watchdog(sc, "g1", 0.3, 1)
+    finished.stop()  # the round finished in time
+    unbounded = _Watchdog(sc, "g2", None, 1)
+    hung = _Watchdog(sc, "g3", 0.1, 2)
+    assert hung.fired.wait(5) and not unbounded.fired.is_set()
+    time.sleep(0.4)
+    assert sc.cancelled == ["g3"] and not finished.fired.is_set()
+    assert "ran past 0.1 s (--round-timeout)" in hung.reason()
 
 
 # ---------------------------------------------------------------- trainer failures (local mode)
@@ -165,6 +198,32 @@ def test_a_diverged_trainer_keeps_no_resident_optimizer_state(spark, cora_lake, 
         assert task(2, Fault("diverge", 0, 2)).divergence().startswith("diverged: non-finite weights")
         assert (spec.run_id, 0) not in executor._OPT_STATES
         assert task(3).opt_miss
+
+
+@pytest.mark.spark
+@pytest.mark.parametrize("tolerate", [False, True], ids=["retry", "tolerate"])
+def test_hung_trainer_round_is_cancelled_after_the_round_timeout(spark, cora_lake, cora_parts, tmp_path, tolerate):
+    """Trainer 1 hangs half-way through round 1 (hang:1:1, an hour's sleep). After --round-timeout 8 s the round's
+    Spark job is cancelled (job group, interrupt on cancel): by default the round runs again, with
+    --tolerate-failures it is averaged over trainer 0 and trainer 1 rejoins in round 2. The run finishes.
+    The bound (20 s) leaves room for a new Python worker (torch import, part load) on a loaded machine."""
+    run = tmp_path / "run"
+    started = time.monotonic()
+    s = train(spark, TrainConfig(lake=cora_lake, partitions=cora_parts, out=str(run), round_seconds=1, hidden=16,
+                                 max_rounds=2, round_timeout=20, tolerate_failures=tolerate,
+                                 inject_failures="hang:1:1"))
+    assert time.monotonic() - started < 180
+    rows = _rows(run)
+    assert [r["round"] for r in rows] == [1, 2]
+    if tolerate:
+        assert [r["lost_parts"] for r in rows] == [[1], []] and [r["attempts"] for r in rows] == [1, 1]
+        assert rows[0]["steps"][1] is None and rows[1]["steps"][1] >= 1  # cancelled, then back
+        assert s["lost_trainer_rounds"] == 1
+    else:
+        assert [r["lost_parts"] for r in rows] == [[], []] and rows[0]["attempts"] >= 2
+        assert s["round_retries"] >= 1
+    assert rows[0]["stage_seconds"] >= 20  # the first attempt ran until the timeout
+    assert s["best_val"] > 0.3
 
 
 # ---------------------------------------------------------------- executor failures (local-cluster)
@@ -304,3 +363,31 @@ def test_resume_records_a_round_whose_evaluation_was_lost_and_drops_a_torn_line(
     rows = _rows(run)
     assert [r["round"] for r in rows] == [1, 2, 3] and s["resumed_from_round"] == 2
     assert rows[1] == json.loads(lines[1])  # the same row and scores as the lost line (same weights)
+
+
+@pytest.mark.spark
+def test_a_failed_evaluation_is_recorded_by_resume_without_a_gap(spark, cora_lake, cora_parts, tmp_path,
+                                                                   monkeypatch):
+    """Round 2's evaluation fails (the driver runs out of memory): the run stops after checkpointing round 3,
+    with metrics.jsonl at round 1. Resume records rounds 2 and 3 before it trains, and the next resume works."""
+    from tma_spark.train.evaluation import Evaluator
+
+    run = tmp_path / "run"
+    common = {"lake": cora_lake, "partitions": cora_parts, "out": str(run), "round_seconds": 1, "hidden": 16}
+    evaluate, calls = Evaluator.evaluate, []
+
+    def failing(self, model):
+        calls.append(1)
+        if len(calls) == 2:
+            raise MemoryError("driver out of memory")
+        return evaluate(self, model)
+
+    monkeypatch.setattr(Evaluator, "evaluate", failing)
+    with pytest.raises(MemoryError):
+        train(spark, TrainConfig(max_rounds=3, **common))
+    assert [r["round"] for r in _rows(run)] == [1]
+    monkeypatch.undo()
+    s = train(spark, TrainConfig(max_rounds=3, resume=True, **common))
+    assert [r["round"] for r in _rows(run)] == [1, 2, 3] and s["resumed_from_round"] == 3
+    s = train(spark, TrainConfig(max_rounds=4, resume=True, **common))
+    assert [r["round"] for r in _rows(run)] == [1, 2, 3, 4] and s["resumed_from_round"] == 3

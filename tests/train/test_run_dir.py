@@ -89,3 +89,106 @@ def test_a_failing_on_round_callback_is_logged_once_and_never_stops_the_run(tmp_
     assert [r["round"] for r in rows] == [1, 2, 3]
     warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
     assert len(warnings) == 1 and "tracking server down" in warnings[0] and "training goes on" in warnings[0]
+
+
+# ---------------------------------------------------------------- resume: no round lost while evaluation lags
+
+
+def _state(round_: int) -> dict:
+    return SPEC.build(seed=round_).state_dict()
+
+
+def _rounds(run) -> list:
+    return [json.loads(line)["round"] for line in (run / "metrics.jsonl").read_text().splitlines()]
+
+
+def _resume_once(run, evaluator) -> int:
+    """What 'train --resume' does before its first round: load the checkpoint, keep the recorded rounds, record
+    the missing ones; the round training continues from."""
+    from tma_spark.train.driver import _resume
+
+    recorder = Recorder(str(run), SPEC.build(), evaluator, 60.0)
+    try:
+        return _resume(str(run), load_checkpoint(str(run)), recorder, None, {}).round
+    finally:
+        recorder.close()
+
+
+class _FailingEvaluator:
+    """Scores like ``inner`` except the ``fail``-th evaluation, which raises (e.g. the driver ran out of memory)."""
+
+    def __init__(self, inner: Evaluator, fail: int):
+        self.inner, self.fail, self.calls, self.metric = inner, fail, 0, inner.metric
+
+    def evaluate(self, model):
+        self.calls += 1
+        if self.calls == self.fail:
+            raise MemoryError("driver out of memory")
+        return self.inner.evaluate(model)
+
+
+def test_resume_records_every_round_the_evaluation_lagged_behind(tmp_path):
+    """metrics.jsonl ends at round 2 while checkpoint.pt holds round 5 with rounds 3-5 pending (the evaluation
+    lagged three rounds when the driver died): resume records 3, 4, 5 in order from their own weights, and the
+    next resume finds rounds 1..5 and records nothing again."""
+    evaluator = _evaluator()
+    recorder = Recorder(str(tmp_path), SPEC.build(), evaluator, 60.0)
+    for r in (1, 2):
+        recorder.submit(_row(r), _state(r))
+    recorder.close()
+    pending = [{"row": _row(r), "state": _state(r)} for r in (3, 4, 5)]
+    save_checkpoint(str(tmp_path), Checkpoint(round=5, elapsed=5.0, state=_state(5), opts={}, rng=torch.get_rng_state(),
+                                              row=_row(5), pending=pending))
+    assert _resume_once(tmp_path, evaluator) == 5
+    assert _rounds(tmp_path) == [1, 2, 3, 4, 5]
+    model = SPEC.build()
+    model.load_state_dict(_state(4))
+    row4 = json.loads((tmp_path / "metrics.jsonl").read_text().splitlines()[3])
+    assert row4["val"] == pytest.approx(evaluator.evaluate(model)["val"])  # round 4 scored with round 4's weights
+    assert _resume_once(tmp_path, evaluator) == 5  # the next resume works
+    assert _rounds(tmp_path) == [1, 2, 3, 4, 5]
+
+
+def test_a_failed_evaluation_stops_the_run_and_resume_records_that_round(tmp_path, caplog):
+    """Round 2's evaluation fails: the driver learns it when it hands round 3 to the recorder, after writing
+    round 3's checkpoint, which carries rounds 2 and 3 (the evaluation lags two rounds). The run stops with
+    the error logged; resume records rounds 2 and 3; the next resume works."""
+    from tma_spark.train.driver import _checkpoint_and_record
+
+    evaluator = _evaluator()
+    recorder = Recorder(str(tmp_path), SPEC.build(), _FailingEvaluator(evaluator, 2), 60.0)
+    with caplog.at_level(logging.ERROR, logger="tma_spark.train.recorder"), pytest.raises(MemoryError):
+        try:
+            for r in (1, 2, 3, 4):
+                _checkpoint_and_record(str(tmp_path), recorder, Checkpoint(
+                    round=r, elapsed=float(r), state=_state(r), opts={}, rng=torch.get_rng_state(), row=_row(r)))
+        finally:
+            recorder.close()
+    assert any("round 2: evaluation failed" in r.getMessage() and "--resume" in r.getMessage()
+               for r in caplog.records)
+    assert _rounds(tmp_path) == [1]
+    ckpt = load_checkpoint(str(tmp_path))
+    assert ckpt.round == 3 and [p["row"]["round"] for p in ckpt.pending] == [2, 3]
+    assert _resume_once(tmp_path, evaluator) == 3
+    assert _rounds(tmp_path) == [1, 2, 3]
+    assert _resume_once(tmp_path, evaluator) == 3
+    assert _rounds(tmp_path) == [1, 2, 3]
+
+
+def test_checkpoints_without_pending_rounds_resume_as_before_or_refuse_a_gap(tmp_path):
+    """A checkpoint written before ``pending`` existed records its own round, as before; when a round between
+    metrics.jsonl and it is lost, resume refuses clearly instead of writing a gap the next resume would refuse."""
+    evaluator = _evaluator()
+    recorder = Recorder(str(tmp_path), SPEC.build(), evaluator, 60.0)
+    recorder.submit(_row(1), _state(1))
+    recorder.close()
+    for round_ in (2, 3):
+        old = {"format": "tma_spark.train.checkpoint/1", "round": round_, "elapsed": 1.0, "state": _state(round_),
+               "opts": {}, "rng": torch.get_rng_state(), "row": _row(round_), "server_opt": None}
+        torch.save(old, tmp_path / CHECKPOINT)
+        if round_ == 2:
+            assert _resume_once(tmp_path, evaluator) == 2 and _rounds(tmp_path) == [1, 2]
+    (tmp_path / "metrics.jsonl").write_text((tmp_path / "metrics.jsonl").read_text().splitlines()[0] + "\n")
+    with pytest.raises(TmaSparkError, match=r"ends at round 1 .*round 3 without the weights of round\(s\) \[2\].*Fix:"):
+        _resume_once(tmp_path, evaluator)
+    assert _rounds(tmp_path) == [1]

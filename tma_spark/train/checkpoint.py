@@ -4,6 +4,8 @@
 ``torch.save`` and read back with ``weights_only=True``. Two generations are kept: the new checkpoint is
 written and fsynced before the current one becomes ``checkpoint.prev.pt``, so a complete checkpoint is on
 disk whenever the driver or the machine dies, and :func:`load_checkpoint` falls back to the previous one.
+A checkpoint also carries every round whose metrics line was not written yet (``pending``), so that
+``--resume`` records them (:func:`unrecorded_rounds`) and ``metrics.jsonl`` never has a gap.
 Driver-side, without Spark.
 """
 
@@ -12,14 +14,14 @@ from __future__ import annotations
 import logging
 import os
 from dataclasses import dataclass, fields
-from typing import Dict, Optional
+from typing import Dict, List, Optional, Tuple
 
 import torch
 
 from ..errors import TmaSparkError
 
 __all__ = ["CHECKPOINT", "CHECKPOINT_PREV", "CHECKPOINT_FORMAT", "Checkpoint", "save_atomic", "save_checkpoint",
-           "load_checkpoint"]
+           "load_checkpoint", "unrecorded_rounds"]
 
 log = logging.getLogger(__name__)
 
@@ -69,6 +71,10 @@ class Checkpoint:
         rng: the driver's torch random state.
         row: the round's metrics row without scores (re-evaluated on resume when its line was lost).
         server_opt: LLCG's server optimizer state, or None.
+        pending: every round not yet recorded in ``metrics.jsonl`` when the checkpoint was written, in order,
+            as ``{"row": ..., "state": ...}`` (this round last): evaluation runs in the background and may lag
+            (or fail), and ``--resume`` records these rounds again, so that no round is lost. None in
+            checkpoints written before it existed (only ``row`` and ``state`` can be recorded again then).
     """
 
     round: int
@@ -78,6 +84,7 @@ class Checkpoint:
     rng: torch.Tensor
     row: dict
     server_opt: Optional[dict] = None
+    pending: Optional[List[dict]] = None
 
 
 def save_checkpoint(run_dir: str, ckpt: Checkpoint) -> None:
@@ -109,7 +116,8 @@ def _read_checkpoint(path: str) -> Checkpoint:
         raise TmaSparkError(f"--resume: {path} is not a tma_spark train checkpoint. Fix: start a new run "
                             "(--overwrite).")
     return Checkpoint(round=data["round"], elapsed=data["elapsed"], state=data["state"], opts=dict(data["opts"]),
-                      rng=data["rng"], row=data["row"], server_opt=data.get("server_opt"))
+                      rng=data["rng"], row=data["row"], server_opt=data.get("server_opt"),
+                      pending=data.get("pending"))
 
 
 def load_checkpoint(run_dir: str) -> Optional[Checkpoint]:
@@ -139,3 +147,23 @@ def load_checkpoint(run_dir: str) -> Optional[Checkpoint]:
         log.warning("%s; resuming from the previous checkpoint %s (round %d) instead", str(exc).split(". Fix:")[0],
                     prev, ckpt.round)
         return ckpt
+
+
+def unrecorded_rounds(ckpt: Checkpoint, recorded: int, run_dir: str) -> List[Tuple[dict, Dict[str, torch.Tensor]]]:
+    """The rounds after ``recorded`` (the last round in ``metrics.jsonl``) up to ``ckpt.round``, in order, as
+    (metrics row without scores, global weights): what ``--resume`` records before training goes on.
+
+    A checkpoint without ``pending`` (an older tma_spark) holds only its own round. When a round in between is
+    in neither ``metrics.jsonl`` nor the checkpoint, recording the others would leave a gap that the next
+    resume refuses, so it is a clear error instead.
+    """
+    pending = ckpt.pending if ckpt.pending is not None else [{"row": ckpt.row, "state": ckpt.state}]
+    by_round = {p["row"]["round"]: p for p in pending}
+    wanted = range(recorded + 1, ckpt.round + 1)
+    missing = [r for r in wanted if r not in by_round]
+    if missing:
+        raise TmaSparkError(f"--resume: {os.path.join(run_dir, 'metrics.jsonl')} ends at round {recorded} but "
+                            f"{os.path.join(run_dir, CHECKPOINT)} holds round {ckpt.round} without the weights of "
+                            f"round(s) {missing} (a checkpoint written by an older tma_spark while an evaluation "
+                            "lagged), so they cannot be recorded. Fix: start a new run (--overwrite).")
+    return [(dict(by_round[r]["row"]), by_round[r]["state"]) for r in wanted]

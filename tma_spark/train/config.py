@@ -13,7 +13,8 @@ from ..errors import ConfigError
 from ..faults import Fault, parse_faults
 from ..settings import check_choices, setting, whole_numbers
 
-__all__ = ["TrainConfig", "MODES", "TASKS", "MODELS", "WEIGHTINGS", "SAMPLERS", "EVAL_MODES", "OPTIMIZER_STATES"]
+__all__ = ["TrainConfig", "default_round_timeout", "MODES", "TASKS", "MODELS", "WEIGHTINGS", "SAMPLERS",
+           "EVAL_MODES", "OPTIMIZER_STATES"]
 
 MODES = ("tma", "central", "psgd-pa", "llcg", "ddp")
 TASKS = ("node", "link")
@@ -24,6 +25,12 @@ WEIGHTINGS = ("none", "nodes", "edges")
 SAMPLERS = ("auto", "full", "neighbor")
 EVAL_MODES = ("auto", "full", "sampled")
 OPTIMIZER_STATES = ("shipped", "resident")
+
+
+def default_round_timeout(round_seconds: float) -> float:
+    """The default bound on a round's wall time: three rounds, and at least two minutes beyond one, so that a
+    slow task start (a new Python worker importing torch and loading its part) is never taken for a hang."""
+    return max(3 * round_seconds, round_seconds + 120)
 
 
 @dataclass
@@ -76,11 +83,15 @@ class TrainConfig:
                                  "%(default)s)")
     tolerate_failures: bool = setting(False, help="average a round over the trainers that finish it; a lost trainer "
                                       "rejoins in the next round")
+    round_timeout: Optional[float] = setting(None, help="seconds after which a round that has not finished (a hung "
+                                             "trainer, a stalled read, a ddp step waiting for a lost peer) is "
+                                             "cancelled and handled as a failed round (default max(3T, T + 120))")
     inject_failures: Optional[str] = setting(None, flag="--inject-failure", metavar="KIND:PART:ROUND[,...]",
                                              help="fault injection for tests and demos: trainer PART fails in "
                                              "round ROUND; KIND is trainer (kill its Python worker), executor "
-                                             "(kill its executor JVM; needs local-cluster or a cluster) or "
-                                             "diverge (its weights become NaN, on every attempt of the round)")
+                                             "(kill its executor JVM; needs local-cluster or a cluster), "
+                                             "diverge (its weights become NaN, on every attempt of the round) or "
+                                             "hang (it stops half-way until --round-timeout cancels the round)")
     resume: bool = setting(False, help="continue the run in --out from its last checkpoint (weights, optimizer "
                            "states, round, random state, elapsed budget) after the driver was killed or a round "
                            "failed for good")
@@ -112,6 +123,10 @@ class TrainConfig:
              "for every trainer), so it cannot average over survivors: drop --tolerate-failures."),
             (bool(self.out), "--out is required: the run folder."),
             (self.round_retries >= 0, f"--round-retries {self.round_retries} must be 0 or more."),
+            (self.round_timeout is None or self.round_timeout > self.round_seconds,
+             f"--round-timeout {self.round_timeout} must be longer than the round (--round-seconds "
+             f"{self.round_seconds}), with room for a task's start-up; the default is "
+             f"{default_round_timeout(self.round_seconds):g}."),
             (not (self.resume and self.overwrite), "--resume continues the run in --out and --overwrite replaces "
              "it; pass one of them."),
         ]
@@ -125,6 +140,11 @@ class TrainConfig:
     def faults(self) -> Tuple[Fault, ...]:
         """The injected faults (``inject_failures`` parsed)."""
         return parse_faults(self.inject_failures)
+
+    @property
+    def round_bound(self) -> float:
+        """Seconds after which a round is cancelled: ``round_timeout``, else :func:`default_round_timeout` of T."""
+        return self.round_timeout if self.round_timeout is not None else default_round_timeout(self.round_seconds)
 
     @property
     def hop_fanouts(self) -> Tuple[int, ...]:

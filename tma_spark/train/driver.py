@@ -36,7 +36,7 @@ from .plots import curves_figure
 from .preflight import RunPlan, no_targets_error, preflight
 from .recorder import Recorder
 from .rounds import check_slots, lost_parts, round_row, run_round, run_round_with_retries
-from .checkpoint import Checkpoint, save_checkpoint
+from .checkpoint import Checkpoint, save_checkpoint, unrecorded_rounds
 from .run_dir import open_run_dir, publish_run_dir, read_history, write_run_files, write_tracking
 
 __all__ = ["train", "check_slots"]
@@ -72,7 +72,8 @@ def _resume(run_dir: str, ckpt: Optional[Checkpoint], recorder: Recorder,
             server_opt: Optional[torch.optim.Optimizer], initial: Dict[str, torch.Tensor]) -> _Progress:
     """Continue the run in ``run_dir`` from ``ckpt`` (from the ``initial`` weights when no round had finished):
     the rounds recorded up to it stand (later or torn lines are dropped), the driver's random state and LLCG's
-    optimizer come back, and a round whose evaluation was lost when the driver died is recorded now."""
+    optimizer come back, and every round the checkpoint carries whose evaluation was not written (lagging or
+    failed when the driver stopped) is recorded now, in order, so ``metrics.jsonl`` has no gap."""
     history = read_history(run_dir, ckpt.round if ckpt else 0)
     recorder.resume(history)
     if ckpt is None:
@@ -81,11 +82,21 @@ def _resume(run_dir: str, ckpt: Optional[Checkpoint], recorder: Recorder,
     torch.set_rng_state(ckpt.rng)
     if server_opt is not None and ckpt.server_opt is not None:
         server_opt.load_state_dict(ckpt.server_opt)
-    if len(history) < ckpt.round:  # killed before this round's evaluation was written: record it now
-        recorder.submit(dict(ckpt.row), ckpt.state)
+    for row, state in unrecorded_rounds(ckpt, len(history), run_dir):
+        log.info("resuming %s: recording round %d, whose evaluation was not written", run_dir, row["round"])
+        recorder.submit(row, state)
     log.info("resuming %s from round %d (%.0f s of the %.0f s budget used)", run_dir, ckpt.round, ckpt.elapsed,
              recorder.time_limit)
     return _Progress(ckpt.state, dict(ckpt.opts), ckpt.round, ckpt.elapsed)
+
+
+def _checkpoint_and_record(run_dir: str, recorder: Recorder, ckpt: Checkpoint) -> None:
+    """Write ``ckpt`` with every round not recorded yet as its ``pending`` rounds (this one last), then hand this
+    round to the recorder: whenever the driver dies, or an evaluation fails, the checkpoint holds what
+    ``--resume`` needs to write the missing metrics lines."""
+    pending = recorder.unrecorded() + [{"row": dict(ckpt.row), "state": ckpt.state}]
+    save_checkpoint(run_dir, replace(ckpt, pending=pending))
+    recorder.submit(ckpt.row, ckpt.state)
 
 
 def _idle_parts(results: List[RoundResult], plan: RunPlan, task: str) -> Set[int]:
@@ -183,7 +194,7 @@ def train(spark: SparkSession, cfg: TrainConfig, on_round: Optional[Callable[[di
             t0 = time.monotonic()
             results, attempts = run_round_with_retries(spark, k, spec, to_bytes(global_state), opts, seconds,
                                                        round_index, threads, cfg.round_retries,
-                                                       cfg.tolerate_failures)
+                                                       cfg.tolerate_failures, cfg.round_bound)
             stage = time.monotonic() - t0
             global_state = _average(cfg, k, round_index, results, opts, global_state, idle)
             if server_opt is not None:
@@ -191,11 +202,10 @@ def train(spark: SparkSession, cfg: TrainConfig, on_round: Optional[Callable[[di
                 global_state = llcg_correction(model, server_opt, server_objective, cfg.llcg_steps)
             round_wall = time.monotonic() - t0
             row = round_row(round_index, time.monotonic() - started, seconds, round_wall, stage, results, attempts)
-            save_checkpoint(run_dir, Checkpoint(
+            _checkpoint_and_record(run_dir, recorder, Checkpoint(
                 round=round_index, elapsed=time.monotonic() - started, state=global_state, opts=opts,
                 rng=torch.get_rng_state(), row=row,
                 server_opt=server_opt.state_dict() if server_opt is not None else None))
-            recorder.submit(row, global_state)
         recorder.wait()
     finally:
         recorder.close()

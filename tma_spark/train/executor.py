@@ -29,7 +29,7 @@ from typing import Callable, Dict, Optional, Tuple
 
 import torch
 
-from ..faults import Fault, kill_executor, kill_self
+from ..faults import Fault, hang, kill_executor, kill_self
 from .contract import TrainerResult, TrainerSpec, from_bytes, non_finite, to_bytes
 from .graphdata import build_graph, message_passing_edges, read_table
 from .objectives import build_objective
@@ -43,6 +43,8 @@ _CACHE: Dict[tuple, tuple] = {}
 #: (run id, part) -> optimizer state, for ``optimizer_state="resident"``.
 _OPT_STATES: Dict[Tuple[str, int], dict] = {}
 NODE_COLUMNS = ["id", "features", "label", "split"]
+#: How long an injected ``hang`` fault sleeps at least: far past any round bound a test or demo uses.
+HANG_SECONDS = 3600.0
 #: Where this worker imported tma_spark from (an installed package, or a wheel shipped with --py-files).
 _CODE = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -154,9 +156,10 @@ def run_trainer_task(part: int, spec: TrainerSpec, state_bytes: bytes, opt_bytes
     """Everything one trainer does in one round; returns plain bytes and numbers for the driver.
 
     With an injected ``fault`` the trainer trains for half the round, then kills its process (or its
-    executor), as a crash or a lost machine would; a ``diverge`` fault trains the whole round and returns NaN
-    weights. A diverged trainer (non-finite loss or weights) keeps no resident optimizer state: its next round
-    starts a fresh one.
+    executor), as a crash or a lost machine would; a ``hang`` fault trains for half the round, then sleeps far
+    past the round's bound until the driver cancels the round; a ``diverge`` fault trains the whole round and
+    returns NaN weights. A diverged trainer (non-finite loss or weights) keeps no resident optimizer state: its
+    next round starts a fresh one.
     """
     started = time.monotonic()
     torch.set_num_threads(max(int(threads), 1))
@@ -176,6 +179,8 @@ def run_trainer_task(part: int, spec: TrainerSpec, state_bytes: bytes, opt_bytes
     if fault is not None and fault.kind != "diverge":
         train_for(objective, spec, state, opt_state, budget / 2, device, seed=seed)
         reason = f"--inject-failure {fault}: round {round_index} part {part}"
+        if fault.kind == "hang":  # far past any round bound; the driver cancels the round, Spark kills us
+            hang(reason, max(HANG_SECONDS, 100 * seconds))
         kill_executor(reason) if fault.kind == "executor" else kill_self(reason)
     out = train_for(objective, spec, state, opt_state, budget, device, seed=seed, allreduce=allreduce)
     if fault is not None:  # diverge: the weights blow up, as a far too large learning rate makes them

@@ -1,13 +1,15 @@
 """Recording a run's rounds on the driver: evaluation, ``best.pt``/``last.pt``, ``metrics.jsonl``, the summary.
 
 Evaluation of round r runs in a background thread while round r+1 trains, so it adds nothing to a round's
-wall time (on a cluster the driver's cores are otherwise idle during a round).
+wall time (on a cluster the driver's cores are otherwise idle during a round). Rounds submitted but not yet
+written (:meth:`Recorder.unrecorded`) go into each checkpoint, so that ``--resume`` can record them.
 """
 
 from __future__ import annotations
 
 import logging
 import os
+import threading
 from concurrent.futures import ThreadPoolExecutor
 from typing import Callable, Dict, List, Optional, Sequence
 
@@ -43,7 +45,9 @@ class Recorder:
         self.since_best = 0
         self.history: List[dict] = []
         self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="tma-eval")
-        self._pending = None
+        self._future, self._future_round = None, 0
+        self._lock = threading.Lock()
+        self._unrecorded: List[dict] = []  # {"row", "state"} of submitted rounds whose line is not written yet
 
     def resume(self, history: Sequence[dict]) -> None:
         """A resumed run: the rounds already recorded (and their best.pt) stand and count for the best round."""
@@ -59,15 +63,34 @@ class Recorder:
         self.since_best += 1
         return False
 
+    def unrecorded(self) -> List[dict]:
+        """The submitted rounds whose metrics line is not written yet (in flight, queued or failed), in order, as
+        ``{"row": row without scores, "state": weights}``: what a checkpoint must carry so that ``--resume``
+        can record them (:attr:`Checkpoint.pending <tma_spark.train.checkpoint.Checkpoint>`)."""
+        with self._lock:
+            return [dict(p) for p in self._unrecorded]
+
     def submit(self, row: dict, state: Dict[str, torch.Tensor]) -> None:
         """Record ``row`` with the scores of ``state`` once the previous round is recorded."""
+        with self._lock:
+            self._unrecorded.append({"row": dict(row), "state": state})  # a copy: _record adds the scores to row
         self.wait()
-        self._pending = self._pool.submit(self._record, row, state)
+        self._future = self._pool.submit(self._record, row, state)
+        self._future_round = row["round"]
 
     def wait(self) -> None:
-        if self._pending is not None:
-            self._pending.result()  # re-raises an evaluation error in the driver thread
-            self._pending = None
+        """Wait for the round being recorded; its evaluation error is logged and re-raised in the driver thread
+        (the run stops; the round stays unrecorded, so the next checkpoint carries it for ``--resume``)."""
+        future, self._future = self._future, None
+        if future is None:
+            return
+        try:
+            future.result()
+        except Exception as exc:
+            log.error("round %d: evaluation failed (%s: %s); the run stops. The round's weights are kept in "
+                      "checkpoint.pt: fix the cause and run again with --resume, which records it first",
+                      self._future_round, type(exc).__name__, exc)
+            raise
 
     def close(self) -> None:
         self.wait()
@@ -83,6 +106,10 @@ class Recorder:
         self.history.append(row)
         with open(os.path.join(self.run_dir, "metrics.jsonl"), "a") as fh:
             fh.write(jsonsafe.dumps(row) + "\n")  # a NaN score (no targets in a split) is written as null
+            fh.flush()
+            os.fsync(fh.fileno())  # on disk before the round leaves the checkpoint's pending rounds
+        with self._lock:
+            self._unrecorded = [p for p in self._unrecorded if p["row"]["round"] != row["round"]]
         self._notify(row)
         sps = " ".join("lost" if n is None else f"{n / max(row['round_seconds'], 1e-9):.1f}" for n in row["steps"])
         losses = [x for x in row["loss"] if x is not None]

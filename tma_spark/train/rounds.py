@@ -9,6 +9,10 @@ No custom networking is used. Failures (see the README, "Failures and re-runs"):
 * With ``tolerate_failures`` the trainers run as K independent single-task jobs, so one failure does not
   abort the others; the round is averaged over the trainers that finished and the lost part rejoins in the
   next round.
+* A round still running ``round_timeout`` seconds after it started (a hung trainer, a stalled read, a ddp
+  ``allGather`` waiting for a lost peer) is cancelled: its Spark jobs carry a job group with interrupt on cancel,
+  and a watchdog timer cancels that group (:class:`_Watchdog`). Spark then kills the tasks' Python workers, and
+  the round counts as failed (default) or the trainers still running count as lost (``tolerate_failures``).
 * A trainer that diverged (non-finite loss or weights, :meth:`TrainerResult.divergence`) counts as a failed
   trainer under the same two policies; a round whose every trainer diverges in every attempt stops the run
   with an error that names the learning rate.
@@ -22,9 +26,11 @@ the SparkSession.
 from __future__ import annotations
 
 import logging
+import threading
+import uuid
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
-from typing import Dict, List, Sequence, Tuple
+from typing import Dict, List, Optional, Sequence, Tuple
 
 from pyspark.sql import SparkSession
 
@@ -77,36 +83,79 @@ def failure_reason(exc: BaseException) -> str:
     return (lines[0] if lines else type(exc).__name__)[:300]
 
 
+class _Watchdog:
+    """Cancels Spark job group ``group`` (set with interrupt on cancel by the threads that submit the round's jobs)
+    once ``timeout`` seconds have passed, unless stopped first; ``timeout`` None: no bound. Spark's own barrier
+    timeout (``spark.barrier.sync.timeout``) defaults to a year, and a task stuck outside Spark calls has none."""
+
+    def __init__(self, sc, group: str, timeout: Optional[float], round_index: int):
+        self.group, self.timeout, self.fired = group, timeout, threading.Event()
+        self._timer = None
+        if timeout is not None:
+            self._timer = threading.Timer(timeout, self._cancel, args=(sc, round_index))
+            self._timer.daemon = True
+            self._timer.start()
+
+    def _cancel(self, sc, round_index: int) -> None:
+        self.fired.set()
+        log.warning("round %d is still running after %g s (--round-timeout): cancelling its Spark jobs (job group "
+                    "%s)", round_index, self.timeout, self.group)
+        sc.cancelJobGroup(self.group)
+
+    def reason(self) -> str:
+        return (f"ran past {self.timeout:g} s (--round-timeout) and was cancelled (a hung trainer, a stalled read or "
+                "a lost ddp peer; see the executor logs)")
+
+    def stop(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+
+
 def run_round(spark: SparkSession, k: int, spec: TrainerSpec, state: bytes, opts: Dict[int, bytes], seconds: float,
-              round_index: int, threads: int, tolerant: bool = False) -> List[RoundResult]:
+              round_index: int, threads: int, tolerant: bool = False,
+              timeout: Optional[float] = None) -> List[RoundResult]:
     """One round: K trainer tasks; returns one result per part, ordered by part.
 
     By default the K tasks form one barrier stage (gang scheduled; any failure fails the round). With
     ``tolerant`` they are K single-task jobs submitted together, so a failed trainer only loses its own
     result, returned as a :class:`LostTrainer`. The global weights are broadcast once; each trainer's
     optimizer state travels inside its own RDD partition.
+
+    With ``timeout`` (seconds) the round's jobs are cancelled once it has run that long (:class:`_Watchdog`):
+    a barrier round then raises a :class:`TmaSparkError` saying so, and in a ``tolerant`` round every trainer
+    still running is a :class:`LostTrainer`. Job groups are per thread, so each submitting thread sets it.
     """
     sc = spark.sparkContext
     shared = sc.broadcast(state)
+    group = f"tma_spark-round-{round_index}-attempt-{spec.attempt}-{uuid.uuid4().hex[:8]}"
+    watchdog = _Watchdog(sc, group, timeout, round_index)
     try:
         if not tolerant:
-            sc.setJobDescription(f"tma_spark train round {round_index}")
+            sc.setJobGroup(group, f"tma_spark train round {round_index}", interruptOnCancel=True)
             rdd = sc.parallelize([(p, opts.get(p)) for p in range(k)], k)
-            results = rdd.barrier().mapPartitions(_trainer_task(shared, spec, seconds, round_index, threads,
-                                                                True)).collect()
+            try:
+                results = rdd.barrier().mapPartitions(_trainer_task(shared, spec, seconds, round_index, threads,
+                                                                    True)).collect()
+            except Exception as exc:
+                if watchdog.fired.is_set():
+                    raise TmaSparkError(f"round {round_index} {watchdog.reason()}") from exc
+                raise
         else:
             task = _trainer_task(shared, spec, seconds, round_index, threads, False)
 
             def one(part: int) -> RoundResult:
-                sc.setJobDescription(f"tma_spark train round {round_index} part {part}")
+                sc.setJobGroup(group, f"tma_spark train round {round_index} part {part}", interruptOnCancel=True)
                 try:
+                    if watchdog.fired.is_set():  # submitted after the cancellation: nothing would cancel it
+                        raise TmaSparkError("not started")
                     return sc.parallelize([(part, opts.get(part))], 1).mapPartitions(task).collect()[0]
                 except Exception as exc:  # the trainer's job failed: this part sits the round out
-                    return LostTrainer(part, failure_reason(exc))
+                    return LostTrainer(part, watchdog.reason() if watchdog.fired.is_set() else failure_reason(exc))
 
             with ThreadPoolExecutor(max_workers=k, thread_name_prefix="tma-trainer") as pool:
                 results = list(pool.map(one, range(k)))
     finally:
+        watchdog.stop()
         shared.unpersist()
     return sorted(results, key=lambda r: r.part)
 
@@ -151,15 +200,16 @@ def round_failure(round_index: int, attempts: int, reason: str, lr: float, all_d
 
 def run_round_with_retries(spark: SparkSession, k: int, spec: TrainerSpec, state: bytes, opts: Dict[int, bytes],
                            seconds: float, round_index: int, threads: int, retries: int,
-                           tolerant: bool) -> Tuple[List[RoundResult], int]:
+                           tolerant: bool, timeout: Optional[float] = None) -> Tuple[List[RoundResult], int]:
     """Run a round until enough trainers finish it: all of them by default, at least one when ``tolerant``.
-    A diverged trainer has not finished it (:func:`screen_diverged`). Returns (results, attempts)."""
+    A diverged trainer has not finished it (:func:`screen_diverged`), nor one still running after ``timeout``
+    seconds (each attempt is bounded on its own). Returns (results, attempts)."""
     all_diverged = True  # every trainer diverged in every attempt so far
     for attempt in range(retries + 1):
         diverged = False
         try:
             results = screen_diverged(run_round(spark, k, replace(spec, attempt=attempt), state, opts, seconds,
-                                                round_index, threads, tolerant), round_index)
+                                                round_index, threads, tolerant, timeout), round_index)
         except Exception as exc:
             reason, all_diverged = failure_reason(exc), False
         else:
