@@ -1,6 +1,7 @@
 """open_parts: the one reader of a partitions folder's metadata (no Spark: the session-free path)."""
 
 import json
+import os
 
 import pytest
 
@@ -28,8 +29,6 @@ def test_a_rewritten_folder_has_a_new_version(tmp_path):
     text = parts_meta_json({"strategy": "random", "parts": 2, "format": "delta"}, "/lake", "t", 1, 1)
     path = _write(tmp_path / "P", text)
     first = open_parts(None, path).version
-    import os
-
     os.utime(tmp_path / "P" / PARTS_META, (first + 5, first + 5))
     assert open_parts(None, path).version == pytest.approx(first + 5)
 
