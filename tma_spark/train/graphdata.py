@@ -18,7 +18,7 @@ import pyarrow.dataset as ds
 import pyarrow.parquet as pq
 import torch
 
-from ..arrays import unique_int64
+from ..arrays import symmetric_edges
 from ..delta_log import delta_live_files, local_path
 
 __all__ = ["delta_live_files", "read_table", "GraphTensors", "build_graph", "message_passing_edges", "SPLIT_CODES"]
@@ -97,8 +97,7 @@ def build_graph(nodes: pa.Table, edges: pa.Table) -> GraphTensors:
     s_loc, d_loc = np.searchsorted(ids, src), np.searchsorted(ids, dst)
     s_loc, d_loc = np.minimum(s_loc, max(n - 1, 0)), np.minimum(d_loc, max(n - 1, 0))
     ok = (n > 0) & (ids[s_loc] == src) & (ids[d_loc] == dst) & (src != dst) if n else np.zeros(0, bool)
-    a, b = s_loc[ok], d_loc[ok]
-    keys = unique_int64(np.concatenate([a * n + b, b * n + a]))  # symmetric, deduplicated
-    edge_index = torch.from_numpy(np.stack([keys // n, keys % n]).astype(np.int64)) if n else torch.zeros(2, 0, dtype=torch.long)
+    rows, cols = symmetric_edges(s_loc[ok], d_loc[ok], n)  # symmetric, deduplicated, sorted
+    edge_index = torch.from_numpy(np.stack([rows, cols])) if n else torch.zeros(2, 0, dtype=torch.long)
     return GraphTensors(torch.from_numpy(ids.astype(np.int64)), torch.from_numpy(x), torch.from_numpy(y),
                         torch.from_numpy(split), edge_index)
