@@ -31,8 +31,8 @@ and in the same run:
 hidden ``--_worker`` flag) so that their peak memory is their own and an
 out-of-memory kill or a crash is recorded ("failed", with the exit code) instead
 of ending the benchmark; METIS has a timeout (--metis-timeout, recorded as
-"timeout"). The lake's edge files are taken from the Delta log (add actions of
-the JSON commits), so exactly the table's current files are read.
+"timeout"). The lake's edge files are the Delta table's live files (deltalake's
+``DeltaTable.file_uris()``), so exactly the table's current files are read.
 
 ``edges/s`` is lake edges M / wall seconds for every method. Memory: the
 Spark jobs report the peak RSS (VmHWM, reset before the job through
@@ -352,9 +352,9 @@ def main(argv=None) -> None:
             lake = workdir / f"lake_{m}"
             log.info("=== %d edges, %d nodes: writing the lake", m, n)
             ingest_s = make_lake(spark, lake, m, n, args.feature_dim, seed)
-            from tma_spark.delta_log import delta_live_files  # torch-free: keeps the driver RSS honest
+            from deltalake import DeltaTable  # torch-free: keeps the driver RSS honest
 
-            files = delta_live_files(str(lake / "edges"))
+            files = DeltaTable(str(lake / "edges")).file_uris()  # local lake: plain paths
             lakes.append({"edges": m, "nodes": n, "ingest_s": ingest_s, "edge_files": len(files),
                           "edges_bytes": dir_size(lake / "edges"), "nodes_bytes": dir_size(lake / "nodes")})
             log.info("lake written in %.1f s: edges %.1f MB in %d files, nodes %.1f MB", ingest_s,

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Set up tma_spark on a fresh machine: a virtual environment in .venv with the pinned
-# Python packages, the package itself (editable), and the Delta jars in the local jar cache.
+# Python packages, the package itself (editable), and the Delta and s3a connector jars in the local jar cache.
 # Needs: Python >= 3.10, Java 17+, Maven (for the jars). Safe to re-run.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -17,4 +17,5 @@ fi
 .venv/bin/pip install -q -r requirements.txt
 .venv/bin/pip install -q --no-deps -e .
 .venv/bin/tma-spark jars --fetch -q >/dev/null
+.venv/bin/tma-spark jars --fetch --s3 -q >/dev/null  # Spark's s3a connector (~690 MB once): s3a:// lakes, tests
 echo "setup: ready (.venv/bin/tma-spark)" >&2

@@ -40,6 +40,22 @@ def cora_parts(spark, cora_lake, tmp_path_factory):
     return out
 
 
+@pytest.fixture(scope="session")
+def s3(spark):
+    """A real S3 API server on loopback (tests/s3server.py) with buckets ``lake`` and ``locked``; the shared
+    session (and this process's pyarrow side) reaches it through the ``fs.s3a.*`` settings a user gives Spark."""
+    from s3server import start_s3_server
+    from tma_spark import fs
+
+    server = start_s3_server(buckets=("lake", "locked"))
+    hadoop = spark.sparkContext._jsc.hadoopConfiguration()
+    for key, value in server.spark_conf().items():
+        hadoop.set(key[len("spark.hadoop."):], value)
+    fs.use_spark_settings(spark)
+    yield server
+    server.stop()
+
+
 @pytest.fixture
 def cli(spark, capsys):
     """Run ``tma-spark ARGS`` in-process on the shared session; return (exit code, stdout, stderr)."""

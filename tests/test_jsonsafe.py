@@ -35,7 +35,7 @@ def test_dumps_is_strict_json():
         json.dumps(float("nan"), allow_nan=False)  # what dumps guards against: it never writes NaN
 
 
-def test_write_json_local_writes_null_for_an_unscored_summary(tmp_path):
+def test_write_json_writes_null_for_an_unscored_summary(tmp_path):
     path = tmp_path / "summary.json"
-    fs.write_json_local(str(path), {"best_val": float("-inf"), "test": float("nan"), "rounds": 2})
+    fs.write_json(str(path), {"best_val": float("-inf"), "test": float("nan"), "rounds": 2})
     assert _strict(path.read_text()) == {"best_val": None, "test": None, "rounds": 2}

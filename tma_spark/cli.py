@@ -15,8 +15,8 @@ import os
 import sys
 from typing import Dict, List, Optional
 
-from . import __version__, jsonsafe
-from .commands import CONFIG_COMMANDS, SETTINGS, build_config, file_settings
+from . import __version__, fs, jsonsafe
+from .commands import CONFIG_COMMANDS, SETTINGS, build_config, config_paths, file_settings, spark_settings
 from .configfile import STEPS, command_defaults, load_config
 from .errors import TmaSparkError
 from .settings import add_arguments
@@ -54,6 +54,9 @@ def _common() -> argparse.ArgumentParser:
     common.add_argument("--master", help="Spark master (default: local[*]; untouched under spark-submit)")
     common.add_argument("-q", "--quiet", action="store_true", help="only warnings and errors (for schedulers)")
     common.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    common.add_argument("--conf", action="append", metavar="KEY=VALUE", help="a Spark setting for the session "
+                        "tma_spark starts, e.g. --conf spark.hadoop.fs.s3a.endpoint=http://minio:9000 (repeatable; "
+                        "see README, 'Data on object storage')")
     common.add_argument("--config", help="YAML config file (see README, 'Config files'); flags given on the "
                         "command line override it")
     return common
@@ -80,6 +83,8 @@ def build_parser(file_values: Optional[Dict[str, dict]] = None) -> argparse.Argu
     p = sub.add_parser("jars", parents=[common], help="fetch / show the Delta jars for spark-submit")
     p.add_argument("--fetch", action="store_true", help="download them with Maven if not cached")
     p.add_argument("--classpath", action="store_true", help="print the comma-separated jar paths (for --jars)")
+    p.add_argument("--s3", action="store_true", help="also Spark's s3a:// connector (hadoop-aws and the AWS SDK "
+                   "bundle, about 690 MB)")
     command("bench")
     p = sub.add_parser("run", parents=[common], help="the whole pipeline from a config file: ingest (or use an "
                        "existing lake), partition, train, infer",
@@ -148,11 +153,11 @@ def run(argv: Optional[List[str]] = None) -> int:
     from . import jars
 
     if args.command == "jars":
-        paths = jars.fetch_jars() if args.fetch else (jars.cached_jars() or [])
+        paths = jars.fetch_jars(s3=args.s3) if args.fetch else (jars.cached_jars(s3=args.s3) or [])
         if args.classpath:
             print(",".join(paths))
         else:
-            for p in paths or [f"(not fetched) {c}" for c in jars.maven_coordinates()]:
+            for p in paths or [f"(not fetched) {c}" for c in jars.maven_coordinates(s3=args.s3)]:
                 print(p)
         return 0
     if args.command == "run":
@@ -166,11 +171,17 @@ def run(argv: Optional[List[str]] = None) -> int:
     _log_effective_config(args, cfg)
     from .session import get_spark, running_under_cluster_launcher
 
+    conf = spark_settings(args.conf, args.config_doc)
+    fs.configure({**fs.settings(), **fs.hadoop_keys(conf)})  # until the session starts (PARTS/_tma_parts.json)
     master = args.master
     trainers = _trainers(cfg) if args.command == "train" else cfg.parts if args.command == "bench" else 1
     if master is None and args.command in ("train", "bench") and not running_under_cluster_launcher():
         master = f"local[{max(trainers, os.cpu_count() or 1)}]"  # one task slot per trainer
-    spark = get_spark(master=master, quiet=args.quiet)
+    paths = config_paths(cfg) if cfg is not None else [args.lake]
+    spark = get_spark(master=master, quiet=args.quiet, conf=conf,
+                      object_store=any(fs.is_remote(p) for p in paths))
+    for path in paths:
+        fs.check_reachable(path)
     if args.command == "ingest":
         from .ingest import ingest
 

@@ -8,7 +8,7 @@ Spark, no argparse.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Dict, Mapping, Sequence
+from typing import Any, Dict, List, Mapping, Optional, Sequence
 
 from .bench.config import BenchConfig
 from .configfile import PATH_KEYS, command_defaults
@@ -19,7 +19,8 @@ from .partition.config import PartitionConfig
 from .settings import from_values, setting, specs
 from .train.config import TrainConfig
 
-__all__ = ["SETTINGS", "CONFIG_COMMANDS", "InfoOptions", "build_config", "file_settings", "config_from_file"]
+__all__ = ["SETTINGS", "CONFIG_COMMANDS", "InfoOptions", "build_config", "file_settings", "config_from_file",
+           "config_paths", "spark_settings"]
 
 
 @dataclass
@@ -65,3 +66,29 @@ def file_settings(doc: dict, command: str, argv: Sequence[str] = ()) -> dict:
 def config_from_file(doc: dict, command: str):
     """The validated config of ``command`` from config file ``doc`` alone (``tma-spark run``)."""
     return build_config(command, file_settings(doc, command))
+
+
+#: Settings that name a folder or table of the job (inputs and outputs), in any command's config.
+_PATH_SETTINGS = ("lake", "partitions", "run", "out", "npz")
+
+
+def config_paths(cfg) -> List[str]:
+    """The folders and files a validated config reads or writes (for the store checks before Spark jobs)."""
+    return [getattr(cfg, name) for name in _PATH_SETTINGS if isinstance(getattr(cfg, name, None), str)]
+
+
+def spark_settings(flags: Optional[Sequence[str]], doc: Optional[Mapping[str, Any]] = None) -> Dict[str, str]:
+    """Spark settings from a config file's ``spark_conf`` mapping, overridden by ``--conf KEY=VALUE`` flags."""
+    doc = doc or {}
+    conf = doc.get("spark_conf") or {}
+    if not isinstance(conf, Mapping):
+        raise ConfigError(f"{doc.get('_path', 'config')}: spark_conf must be a mapping of Spark settings "
+                          "(e.g. spark.hadoop.fs.s3a.endpoint: http://minio:9000).")
+    values = {str(k): str(v) for k, v in conf.items()}
+    for item in flags or ():
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            raise ConfigError(f"--conf {item!r} is not KEY=VALUE. Fix: e.g. --conf spark.hadoop.fs.s3a.endpoint="
+                              "http://127.0.0.1:9000.")
+        values[key.strip()] = value
+    return values

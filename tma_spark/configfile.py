@@ -44,7 +44,7 @@ PATH_KEYS: Dict[str, Dict[str, str]] = {
     "infer": {"lake": "lake", "run": "run", "out": "predictions"},
     "bench": {"lake": "lake"},
 }
-TOP_LEVEL = ("lake", "partitions", "run", "predictions", "master", "mlflow") + STEPS + ("bench",)
+TOP_LEVEL = ("lake", "partitions", "run", "predictions", "master", "spark_conf", "mlflow") + STEPS + ("bench",)
 
 
 def load_config(path: str) -> dict:

@@ -23,7 +23,7 @@ from typing import Optional
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import types as T
 
-from . import __version__, fs
+from . import __version__, commits, fs
 from .errors import TmaSparkError
 from .outputs import check_replaceable
 
@@ -161,7 +161,7 @@ def write_lake(
     if meta.format not in LAKE_FORMATS:
         raise TmaSparkError(f"Lake format {meta.format!r} is not one of {LAKE_FORMATS}.")
     meta.created_at = _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
-    staging = fs.staging_sibling(path)
+    staging = commits.staging_sibling(path)
     try:
         tables = {"nodes": nodes, "edges": edges}
         if id_map is not None:
@@ -170,7 +170,7 @@ def write_lake(
             log.info("writing %s/%s (%s)", path, name, meta.format)
             df.write.format(meta.format).mode("errorifexists").save(f"{staging}/{name}")
         fs.write_text(spark, f"{staging}/{META_FILE}", meta.to_json())
-        fs.replace_dir(spark, staging, path)
+        commits.replace_dir(spark, staging, path)
     except BaseException:
         fs.delete(spark, staging)
         raise

@@ -30,11 +30,9 @@ __all__ = ["run_pipeline", "train_tracked"]
 log = logging.getLogger(__name__)
 
 
-def _local(path: Optional[str]) -> Optional[str]:
-    """A local filesystem path for ``path`` (None for URIs such as s3a:// or dbfs:/)."""
-    if path is None or "://" in path or path.startswith("dbfs:"):
-        return None
-    return os.path.abspath(path[len("file:"):] if path.startswith("file:") else path)
+def _run_name(out: str) -> str:
+    """The MLflow run name of run folder ``out``: its last path element (local paths and URIs alike)."""
+    return fs.qualify(out).rstrip("/").rsplit("/", 1)[-1]
 
 
 def _resumed_run_id(cfg) -> Optional[str]:
@@ -58,15 +56,16 @@ def train_tracked(spark, cfg, tracker: Tracker, params: Optional[dict] = None) -
 
     own_run = tracker.enabled and not tracker.started
     if own_run:
-        tracker.start(os.path.basename(os.path.abspath(cfg.out)), params or asdict(cfg), _resumed_run_id(cfg))
+        tracker.start(_run_name(cfg.out), params or asdict(cfg), _resumed_run_id(cfg))
     ok = False
     try:
         summary = train(spark, cfg, on_round=tracker.log_round, tracking=tracker.info())
         tracker.log_metrics({f"final_{k}": v for k, v in summary.items()})
-        run_dir, parts = os.path.abspath(cfg.out), _local(cfg.partitions)
-        tracker.log_artifacts([(os.path.join(run_dir, name), "run") for name in
+        run_dir = fs.qualify(cfg.out)
+        parts = fs.qualify(cfg.partitions) if cfg.partitions else None
+        tracker.log_artifacts([(fs.join(run_dir, name), "run") for name in
                                ("best.pt", "summary.json", "config.json", "metrics.jsonl")] +
-                              ([(os.path.join(parts, name), "partitions") for name in ("stats.json", "stats.png")]
+                              ([(fs.join(parts, name), "partitions") for name in ("stats.json", "stats.png")]
                                if parts else []))
         ok = True
         tracker.flush()  # a first retry of what failed during the rounds; end() retries what is still unsent
@@ -96,7 +95,7 @@ def _reusable_parts(spark, cfg, lake) -> bool:
 
 def run_pipeline(args: argparse.Namespace) -> dict:
     """Run the pipeline described by ``args.config`` (with ``args.set`` overrides); return a summary."""
-    from .commands import config_from_file
+    from .commands import config_from_file, config_paths, spark_settings
     from .configfile import STEPS, apply_overrides, load_config
     from .session import get_spark, running_under_cluster_launcher
 
@@ -110,17 +109,21 @@ def run_pipeline(args: argparse.Namespace) -> dict:
     master = args.master or doc.get("master")
     if master is None and not running_under_cluster_launcher():
         master = f"local[{max(cfgs['partition'].parts, os.cpu_count() or 1)}]"  # one task slot per trainer
-    spark = get_spark(master=master, quiet=args.quiet)
+    conf = spark_settings(args.conf, doc)
+    spark = get_spark(master=master, quiet=args.quiet, conf=conf,
+                      object_store=any(fs.is_remote(p) for c in cfgs.values() for p in config_paths(c)))
+    for path in sorted({p for c in cfgs.values() for p in config_paths(c)}):
+        fs.check_reachable(path)
     params = {f"{step}.{k}": v for step, cfg in cfgs.items() for k, v in asdict(cfg).items()}
-    tracker.start(os.path.basename(os.path.abspath(cfgs["train"].out)), params, _resumed_run_id(cfgs["train"]))
+    tracker.start(_run_name(cfgs["train"].out), params, _resumed_run_id(cfgs["train"]))
     ok = False
     try:
         result = _run_steps(spark, cfgs, tracker)
-        run_dir = os.path.abspath(cfgs["train"].out)
-        fs.write_json_local(os.path.join(run_dir, "pipeline.json"),
-                            {"config_file": os.path.abspath(args.config), "overrides": args.set or [],
-                             **{step: asdict(cfg) for step, cfg in cfgs.items()}})
-        tracker.log_artifacts([(os.path.join(run_dir, "pipeline.json"), "run")])
+        run_dir = fs.qualify(cfgs["train"].out)
+        fs.write_json(fs.join(run_dir, "pipeline.json"),
+                      {"config_file": os.path.abspath(args.config), "overrides": args.set or [],
+                       **{step: asdict(cfg) for step, cfg in cfgs.items()}})
+        tracker.log_artifacts([(fs.join(run_dir, "pipeline.json"), "run")])
         result["mlflow_run_id"] = tracker.run_id
         ok = True
         return result
@@ -156,7 +159,7 @@ def _run_steps(spark, cfgs: dict, tracker: Tracker) -> dict:
     log.info("[4/4] infer -> %s", cfgs["infer"].out)
     evaluation = {k: v for k, v in infer(spark, cfgs["infer"]).items() if k != "config"}
     tracker.log_metrics({f"infer_{k}": evaluation.get(k) for k in ("val", "test", "seconds")})
-    tracker.log_artifacts([(os.path.join(os.path.abspath(cfgs["infer"].run), "eval.json"), "run")])
-    return {"lake": lake.path, "partitions": pcfg.out, "run": os.path.abspath(cfgs["train"].out),
+    tracker.log_artifacts([(fs.join(fs.qualify(cfgs["infer"].run), "eval.json"), "run")])
+    return {"lake": lake.path, "partitions": pcfg.out, "run": fs.qualify(cfgs["train"].out),
             "predictions": cfgs["infer"].out, "partition": {k: stats.get(k) for k in keys}, "train": summary,
             "infer": evaluation}

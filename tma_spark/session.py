@@ -12,7 +12,7 @@ from __future__ import annotations
 import logging
 import os
 import sys
-from typing import Optional
+from typing import Mapping, Optional
 
 from pyspark.sql import SparkSession
 
@@ -47,6 +47,7 @@ def configure_spark(
     app_name: str = "tma_spark",
     jar_mode: str = "auto",
     local_defaults: bool = True,
+    object_store: bool = False,
 ) -> SparkSession.Builder:
     """Return ``builder`` configured for Delta (and GraphFrames when its jars are present).
 
@@ -61,6 +62,8 @@ def configure_spark(
             or ``"none"`` (jars are already on the classpath).
         local_defaults: small-machine settings (few shuffle partitions, no UI)
             when tma_spark launches Spark itself.
+        object_store: a path of the job is on ``s3a://``: fetch Spark's s3a connector when it is not cached
+            (otherwise it is used when cached, :mod:`tma_spark.jars`).
     """
     if jar_mode not in ("auto", "packages", "none"):
         raise TmaSparkError(f"jar_mode={jar_mode!r} is not one of 'auto', 'packages', 'none'.")
@@ -74,9 +77,14 @@ def configure_spark(
     elif not launched:
         builder = builder.master(os.environ.get("TMA_SPARK_MASTER", "local[*]"))
     if jar_mode == "packages":
-        builder = builder.config("spark.jars.packages", ",".join(jars_mod.maven_coordinates()))
+        builder = builder.config("spark.jars.packages", ",".join(jars_mod.maven_coordinates(s3=object_store)))
     elif jar_mode == "auto" and not launched:
         builder = builder.config("spark.jars", ",".join(jars_mod.fetch_jars()))
+        s3 = jars_mod.fetch_jars(s3=True) if object_store else jars_mod.cached_jars(s3=True)
+        if s3:  # on the class path of every JVM of this machine: the 690 MB bundle is not copied per executor
+            connector = os.pathsep.join(j for j in s3 if j not in jars_mod.cached_jars())
+            builder = builder.config("spark.driver.extraClassPath", connector)
+            builder = builder.config("spark.executor.extraClassPath", connector)
     if not launched:
         # Python workers must run the interpreter that runs tma_spark (not whatever 'python3' is on PATH),
         # and a local master needs no routable address.
@@ -96,17 +104,35 @@ def configure_spark(
 
 
 def get_spark(master: Optional[str] = None, app_name: str = "tma_spark", jar_mode: str = "auto",
-              quiet: bool = False) -> SparkSession:
-    """Get or create a session configured by :func:`configure_spark`.
+              quiet: bool = False, conf: Optional[Mapping[str, str]] = None,
+              object_store: bool = False) -> SparkSession:
+    """Get or create a session configured by :func:`configure_spark`, with the Spark settings ``conf``
+    (``tma-spark --conf``), and capture its object-store settings for code outside Spark (:func:`fs.use_spark_settings`).
 
     Spark's console progress bar shows long stages in an interactive run; ``quiet`` (for schedulers)
-    turns it off.
+    turns it off. On a session someone else started, only ``spark.hadoop.*`` settings of ``conf`` can still
+    apply (they are set on its Hadoop configuration); the others are logged as ignored.
     """
+    from . import fs
+
+    conf = dict(conf or {})
     active = SparkSession.getActiveSession()
-    if active is not None:
-        return active
-    builder = configure_spark(master=master, app_name=app_name, jar_mode=jar_mode)
-    builder = builder.config("spark.ui.showConsoleProgress", "false" if quiet else "true")
-    spark = builder.getOrCreate()
-    spark.sparkContext.setLogLevel(os.environ.get("TMA_SPARK_JVM_LOG_LEVEL", "ERROR"))
+    if active is None:
+        builder = configure_spark(master=master, app_name=app_name, jar_mode=jar_mode, object_store=object_store)
+        builder = builder.config("spark.ui.showConsoleProgress", "false" if quiet else "true")
+        for key, value in conf.items():
+            builder = builder.config(key, value)
+        spark = builder.getOrCreate()
+        spark.sparkContext.setLogLevel(os.environ.get("TMA_SPARK_JVM_LOG_LEVEL", "ERROR"))
+    else:
+        spark = active
+        ignored = sorted(k for k in conf if not k.startswith("spark.hadoop."))
+        if ignored:
+            log.warning("--conf %s ignored: Spark was already started (give them to spark-submit or the cluster)",
+                        ", ".join(ignored))
+    hadoop = spark.sparkContext._jsc.hadoopConfiguration()
+    for key, value in conf.items():
+        if key.startswith("spark.hadoop."):
+            hadoop.set(key[len("spark.hadoop."):], str(value))
+    fs.use_spark_settings(spark)
     return spark

@@ -21,9 +21,11 @@ from __future__ import annotations
 import logging
 import os
 import re
+import tempfile
 import time
 from typing import Iterable, List, NamedTuple, Optional, Tuple
 
+from . import fs
 from .errors import ConfigError
 
 __all__ = ["Tracker", "tracking_settings", "redact_uri"]
@@ -110,6 +112,7 @@ class Tracker:
         self._warned: set = set()
         self._down_until = 0.0  # time.monotonic() before which calls are kept without trying
         self._flushing = False
+        self._copies: Optional[tempfile.TemporaryDirectory] = None  # local copies of remote artifacts
 
     @property
     def started(self) -> bool:
@@ -263,19 +266,49 @@ class Tracker:
         self.log_metrics(metrics, step=row["round"])
 
     def log_artifacts(self, files: Iterable[Tuple[str, str]]) -> None:
-        """Log local files (path, artifact folder); paths that are not local files are skipped."""
+        """Log files (path, artifact folder); a path may be local or on a store (``s3a://`` ...); paths that are
+        not files are skipped.
+
+        MLflow uploads local files only, so a remote file is first copied (:func:`tma_spark.fs.local_copy`) into
+        a temporary folder of this tracker, one subfolder per file: the copy must outlive a failed call that
+        :meth:`flush` sends again, so the folder is removed by :meth:`end`.
+        """
         if not self.enabled:
             return
         for path, folder in files:
-            if os.path.isfile(path):
-                self._call("log_artifact", path, folder)
+            try:
+                local = self._local_file(path)
+            except Exception as exc:  # noqa: BLE001 -- an unreadable artifact never stops training
+                log.warning("MLflow: could not read %s to log it (%s: %s); not logged", path, type(exc).__name__,
+                            exc)
+                continue
+            if local is not None:
+                self._call("log_artifact", local, folder)
             else:
-                log.debug("MLflow: %s is not a local file; not logged", path)
+                log.debug("MLflow: %s is not a file; not logged", path)
+
+    def _local_file(self, path: str) -> Optional[str]:
+        """A local file with ``path``'s bytes, or None when ``path`` is not a file: ``path`` itself when it is
+        local, else a copy in a new subfolder of the tracker's temporary folder (copies of files of the same
+        name never overwrite one another)."""
+        if not fs.is_remote(path):
+            return fs.local_copy(path, "")  # a local path is used in place: nothing is copied
+        if self._copies is None:
+            self._copies = tempfile.TemporaryDirectory(prefix="tma-mlflow-")
+        return fs.local_copy(path, tempfile.mkdtemp(dir=self._copies.name))
 
     def end(self, ok: bool) -> None:
         """Flush what failed before, then mark the run finished (or failed); never raises."""
         if not self.enabled:
             return
+        try:
+            self._end(ok)
+        finally:
+            if self._copies is not None:  # every artifact call was sent or dropped: the copies can go
+                self._copies.cleanup()
+                self._copies = None
+
+    def _end(self, ok: bool) -> None:
         if not self.flush():
             log.warning("MLflow: %d tracking call(s) could not be sent to %s and are dropped; the run folder "
                         "(metrics.jsonl, summary.json) has everything they carried", len(self._unsent),

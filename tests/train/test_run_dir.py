@@ -192,3 +192,40 @@ def test_checkpoints_without_pending_rounds_resume_as_before_or_refuse_a_gap(tmp
     with pytest.raises(TmaSparkError, match=r"ends at round 1 .*round 3 without the weights of round\(s\) \[2\].*Fix:"):
         _resume_once(tmp_path, evaluator)
     assert _rounds(tmp_path) == [1]
+
+
+# ---------------------------------------------------------------- the run folder as a URI
+
+
+def test_run_folder_files_work_on_a_file_uri(tmp_path):
+    """Every run-folder operation goes through tma_spark.fs, so a run folder given as a URI (here ``file:``,
+    the same code path as ``s3a://`` minus the network) is written, replaced, resumed and read back whole."""
+    from tma_spark.infer.job import load_run
+    from tma_spark.train.run_dir import (check_run_dir, open_run_dir, publish_run_dir, read_history,
+                                         read_model_spec, read_tracking, write_run_files, write_tracking)
+
+    out = f"file:{tmp_path}/run"
+    check_run_dir(out, overwrite=False, resume=False)
+    run_dir = open_run_dir(out, overwrite=False, resume=False)
+    assert run_dir == out and (tmp_path / "run").is_dir()
+    write_run_files(run_dir, {"task": "node", "model": "sage"}, SPEC)
+    write_tracking(run_dir, {"run_id": "abc"})
+    recorder = Recorder(run_dir, SPEC.build(), _evaluator(), 60.0)
+    for r in (1, 2):
+        save_checkpoint(run_dir, _checkpoint(r))
+        recorder.submit(_row(r), _state(r))
+    recorder.close()
+    assert _rounds(tmp_path / "run") == [1, 2] and load_checkpoint(run_dir).round == 2
+    assert [r["round"] for r in read_history(run_dir, 1)] == [1] and _rounds(tmp_path / "run") == [1]
+    assert read_config(run_dir)["model"] == "sage" and read_tracking(out) == {"run_id": "abc"}
+    run_cfg, state, spec = load_run(run_dir, "best")
+    assert spec == SPEC and read_model_spec(run_dir, run_cfg, state, "best.pt") == SPEC
+    with pytest.raises(TmaSparkError, match="already exists"):
+        check_run_dir(out, overwrite=False, resume=False)
+
+    staged = open_run_dir(out, overwrite=True, resume=False)  # --overwrite trains beside the finished run
+    assert staged == f"file:{tmp_path}/.run.next"
+    write_run_files(staged, {"task": "node", "model": "gcn"}, SPEC)
+    assert open_run_dir(out, overwrite=False, resume=True) == staged
+    publish_run_dir(staged, out)
+    assert read_config(out)["model"] == "gcn" and sorted(os.listdir(tmp_path)) == ["run"]

@@ -8,10 +8,10 @@ same :class:`~tma_spark.train.TrainConfig` settings, so the shared ones reuse it
 from __future__ import annotations
 
 import json
-import os
 from dataclasses import asdict, dataclass
 from typing import Tuple
 
+from .. import fs
 from ..errors import ConfigError
 from ..partition.supernodes import SUPER_METHODS
 from ..settings import check_choices, default_of, names, setting
@@ -72,7 +72,7 @@ class BenchConfig:
         for ok, message in checks:
             if not ok:
                 raise ConfigError(message)
-        self.train_config("central", None, os.path.join(self.out, "check"), 0).validate()  # model, task, ...
+        self.train_config("central", None, fs.join(self.out, "check"), 0).validate()  # model, task, ...
         check_choices(self)
         if self.resume:
             previous_runs(self)  # a settings mismatch fails here, before Spark starts
@@ -96,13 +96,14 @@ def previous_runs(cfg: BenchConfig) -> list:
     of ``cfg.methods``, from ``results.json`` or, after a crash, ``results.partial.json``; ``[]`` when there
     are none. Raises ``ConfigError`` when they were made with other settings."""
     for name in ("results.partial.json", "results.json"):
-        path = os.path.join(cfg.out, name)
-        if os.path.exists(path):
+        path = fs.join(cfg.out, name)
+        try:
+            saved = json.loads(fs.read_text(None, path))
             break
+        except FileNotFoundError:
+            continue
     else:
         return []
-    with open(path) as fh:
-        saved = json.load(fh)
     before = saved.get("settings") or {k: saved["meta"].get(k) for k in cfg.settings()}
     before["methods"] = list(before["methods"])
     changed = [f"{k} {before.get(k)!r} -> {v!r}" for k, v in cfg.settings().items() if before.get(k) != v]

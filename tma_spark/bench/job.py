@@ -9,7 +9,8 @@ after the other (so they do not compete for cores). Central runs first for each 
 
 Output in ``BENCH``: ``results.json`` (settings, machine, every run with its validation curve, the table,
 the speed-ups), ``report.md`` and ``curves.png``; the runs' own folders are under ``BENCH/runs`` and the
-partitions under ``BENCH/parts``.
+partitions under ``BENCH/parts``. ``BENCH`` may be a local path or a store URI (``s3a://`` ...): every file
+operation goes through :mod:`tma_spark.fs`.
 
 ``--resume`` keeps the seeds an earlier invocation with the same settings completed (``results.json``, or
 ``results.partial.json`` after a crash) and runs only the missing ones. ``benchmarks/run_suite.sh`` uses it to
@@ -19,16 +20,16 @@ full-graph evaluation, Python workers holding their last part) then goes back to
 
 from __future__ import annotations
 
+import io
 import json
 import logging
 import os
 import platform
-import shutil
 from dataclasses import asdict, replace
 
 from pyspark.sql import SparkSession
 
-from .. import fs
+from .. import commits, fs
 from ..claims import claiming
 from ..errors import TmaSparkError
 from ..outputs import BENCH_MARKER, check_replaceable
@@ -51,8 +52,8 @@ def _parts(spark: SparkSession, cfg: BenchConfig, strategy: str, seed: int) -> s
     from ..partition import PartitionConfig, partition
 
     label = f"super-{cfg.super_method}" if strategy == "super" else strategy
-    path = os.path.join(cfg.out, "parts", f"{label}-s{seed}")
-    if not os.path.exists(path):
+    path = fs.join(cfg.out, "parts", f"{label}-s{seed}")
+    if not fs.exists(None, path):
         log.info("bench: partitioning (%s, K = %d, seed %d)", label, cfg.parts, seed)
         partition(spark, PartitionConfig(lake=cfg.lake, out=path, strategy=strategy, parts=cfg.parts, seed=seed,
                                          super_method=cfg.super_method))
@@ -64,11 +65,10 @@ def _one_run(spark: SparkSession, cfg: BenchConfig, method: str, seed: int) -> d
 
     strategy = PLAN[method][1]
     parts = _parts(spark, cfg, strategy, seed) if strategy else None
-    out = os.path.join(cfg.out, "runs", f"{method}-s{seed}")
+    out = fs.join(cfg.out, "runs", f"{method}-s{seed}")
     log.info("bench: %s, seed %d, %.0f s", method, seed, cfg.budget)
     summary = train(spark, cfg.train_config(method, parts, out, seed))
-    with open(os.path.join(out, "metrics.jsonl")) as fh:
-        rows = [json.loads(line) for line in fh]
+    rows = [json.loads(line) for line in fs.read_text(None, fs.join(out, "metrics.jsonl")).splitlines()]
     return {"method": method, "seed": seed, "test": summary["test"], "best_val": summary["best_val"],
             "total_steps": summary["total_steps"], "rounds": summary["rounds"],
             "startup_seconds": summary["startup_seconds"], "wall_seconds": summary["wall_seconds"],
@@ -78,10 +78,10 @@ def _one_run(spark: SparkSession, cfg: BenchConfig, method: str, seed: int) -> d
 @claiming("out", "tma-spark bench", local=True)  # one writer per benchmark folder
 def bench(spark: SparkSession, cfg: BenchConfig, command: str = "") -> dict:
     """Run every method for every seed; write results.json, report.md and curves.png; return the results."""
-    cfg.out = os.path.abspath(cfg.out)
+    cfg.out = fs.qualify(cfg.out)
     kept = previous_runs(cfg) if cfg.resume else []
     final, work = cfg.out, cfg.out
-    if os.path.exists(cfg.out) and not cfg.resume:
+    if fs.exists(None, cfg.out) and not cfg.resume:
         if not cfg.overwrite:
             raise TmaSparkError(f"Benchmark folder {cfg.out} already exists. Fix: pass --resume to add the seeds it "
                                 "lacks, --overwrite to start again, or choose another --out.")
@@ -90,15 +90,15 @@ def bench(spark: SparkSession, cfg: BenchConfig, command: str = "") -> dict:
     from ..lake import open_lake
 
     lake = open_lake(spark, cfg.lake)
-    os.makedirs(work, exist_ok=True)
-    fs.write_json_local(os.path.join(work, BENCH_MARKER), {"settings": cfg.settings()})
+    fs.makedirs(work)
+    fs.write_json(fs.join(work, BENCH_MARKER), {"settings": cfg.settings()})
     try:
         results = _run_all(spark, replace(cfg, out=work), lake, kept, {"command": command, "out": final})
         if work != final:
-            fs.replace_dir(spark, work, final)
+            commits.replace_dir(spark, work, final)
     except BaseException:
         if work != final:
-            shutil.rmtree(work, ignore_errors=True)  # the previous benchmark was never touched
+            _remove(work)  # the previous benchmark was never touched
         raise
     log.info("bench: wrote %s/report.md, results.json and curves.png", final)
     return results
@@ -107,10 +107,19 @@ def bench(spark: SparkSession, cfg: BenchConfig, command: str = "") -> dict:
 def _staging_dir(out: str) -> str:
     """Where ``--overwrite`` runs until the new benchmark is complete (a hidden sibling of ``out``); a
     leftover of a killed earlier attempt is cleared."""
-    parent, name = os.path.split(out.rstrip("/"))
-    staged = os.path.join(parent, f".{name}.next")
-    shutil.rmtree(staged, ignore_errors=True)
+    parent, name = out.rstrip("/").rsplit("/", 1)
+    staged = fs.join(parent, f".{name}.next")
+    _remove(staged)
     return staged
+
+
+def _remove(path: str) -> None:
+    """Delete folder ``path`` when it exists; a failure is logged, never raised (it is only a leftover, and
+    this may run while another error is on its way up)."""
+    try:
+        fs.delete(None, path)
+    except Exception as exc:  # noqa: BLE001 -- cleanup must not hide the error being handled
+        log.warning("bench: could not delete %s (%s: %s); delete it yourself", path, type(exc).__name__, exc)
 
 
 def _run_all(spark: SparkSession, cfg: BenchConfig, lake, kept: list, about: dict) -> dict:
@@ -123,7 +132,7 @@ def _run_all(spark: SparkSession, cfg: BenchConfig, lake, kept: list, about: dic
         log.info("bench: --resume keeps seed(s) %s from %s", ", ".join(map(str, sorted(done))), cfg.out)
     for seed in (s for s in range(cfg.seeds) if s not in done):
         for method in order:  # an interrupted earlier attempt at this seed
-            shutil.rmtree(os.path.join(cfg.out, "runs", f"{method}-s{seed}"), ignore_errors=True)
+            _remove(fs.join(cfg.out, "runs", f"{method}-s{seed}"))
         seed_runs = [_one_run(spark, cfg, method, seed) for method in order]
         target = cfg.target_fraction * seed_runs[0]["best_val"]
         for run in seed_runs:
@@ -131,20 +140,19 @@ def _run_all(spark: SparkSession, cfg: BenchConfig, lake, kept: list, about: dic
             run["time_to_target"] = time_to_target(run["curve"], target)
         runs += seed_runs
         # progress survives a crash; --resume picks it up
-        fs.write_json_local(os.path.join(cfg.out, "results.partial.json"), {"settings": cfg.settings(), "runs": runs})
+        fs.write_json(fs.join(cfg.out, "results.partial.json"), {"settings": cfg.settings(), "runs": runs})
     rows = aggregate(runs)
     ups = speedups(rows)
     metric = runs[0]["metric"]
-    dataset = lake.meta.source.get("dataset") or os.path.basename(lake.path.rstrip("/"))
+    dataset = lake.meta.source.get("dataset") or lake.path.rstrip("/").rsplit("/", 1)[-1]
     meta = {**asdict(cfg), **about, "dataset": dataset, "metric": metric, "machine": _machine(),
             "nodes": lake.meta.num_nodes, "edges": lake.meta.num_edges}
     results = {"meta": meta, "settings": cfg.settings(), "rows": rows, "speedups": ups, "runs": runs}
-    fs.write_json_local(os.path.join(cfg.out, "results.json"), results)
-    partial = os.path.join(cfg.out, "results.partial.json")
-    if os.path.exists(partial):
-        os.remove(partial)
-    with open(os.path.join(cfg.out, "report.md"), "w") as fh:
-        fh.write(render_markdown(rows, ups, meta))
+    fs.write_json(fs.join(cfg.out, "results.json"), results)
+    fs.delete(None, fs.join(cfg.out, "results.partial.json"))
+    fs.write_text(None, fs.join(cfg.out, "report.md"), render_markdown(rows, ups, meta))
+    png = io.BytesIO()  # matplotlib writes local files or file objects; the folder may be on a store
     curves_figure(runs, metric, f"{meta['dataset']}: K = {cfg.parts}, T = {cfg.round_seconds} s").savefig(
-        os.path.join(cfg.out, "curves.png"), dpi=110)
+        png, format="png", dpi=110)
+    fs.write_bytes(None, fs.join(cfg.out, "curves.png"), png.getvalue())
     return results

@@ -19,9 +19,9 @@ against the same ``eval_negatives`` random nodes.
 
 from __future__ import annotations
 
+import io
 import json
 import logging
-import os
 import time
 from dataclasses import asdict
 from typing import Tuple
@@ -31,7 +31,7 @@ import torch
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
-from .. import fs
+from .. import commits, fs
 from ..claims import claiming
 from ..errors import TmaSparkError
 from ..lake import Lake, check_output_path, open_lake
@@ -51,16 +51,17 @@ log = logging.getLogger(__name__)
 def load_run(run: str, checkpoint: str = "best") -> Tuple[dict, dict, ModelSpec]:
     """(run config, state dict, :class:`ModelSpec`) of a run folder, with clear errors for anything missing or
     foreign. The spec is the run's ``model.json`` (derived from config.json and the weights for older runs)."""
-    cfg_path, ckpt = os.path.join(run, "config.json"), os.path.join(run, f"{checkpoint}.pt")
-    if not os.path.isfile(cfg_path):
+    cfg_path, ckpt = fs.join(run, "config.json"), fs.join(run, f"{checkpoint}.pt")
+    if not fs.is_file(cfg_path):
         raise TmaSparkError(f"{run} is not a run folder ({cfg_path} is missing). Fix: pass the --out folder of "
                             "'tma-spark train'.")
-    if not os.path.isfile(ckpt):
+    if not fs.is_file(ckpt):
         raise TmaSparkError(f"Checkpoint {ckpt} is missing. Fix: let the training run finish a round, or use "
                             "--checkpoint last.")
     run_cfg = read_config(run)  # a corrupted config.json is a clear error, not a traceback
+    data = fs.read_bytes(ckpt)  # the run folder may be on a store: read whole, then deserialized in memory
     try:
-        state = torch.load(ckpt, weights_only=True, map_location="cpu")
+        state = torch.load(io.BytesIO(data), weights_only=True, map_location="cpu")
     except Exception as exc:  # a truncated, corrupted or non-torch file
         raise TmaSparkError(f"Checkpoint {ckpt} could not be read as a tma_spark state dict ({exc}). Fix: "
                             "re-run training, or restore the file.") from exc
@@ -155,7 +156,7 @@ def infer(spark: SparkSession, cfg: InferConfig) -> dict:
         raise TmaSparkError(f"Lake {lake.path} has no edge split; link-prediction metrics need held-out edges. "
                             "Fix: re-ingest the lake (ingest adds a seeded edge split).")
     out = check_output_path(spark, cfg.out, cfg.overwrite, what="Prediction table", kind="predictions")
-    scratch = fs.staging_sibling(out, "infer")
+    scratch = commits.staging_sibling(out, "infer")
     ckpt = layers.state_bytes(state)
     try:
         log.info("inference of %s (%s, %d layers) on %s: %d nodes, %d edges", cfg.run, spec.kind,
@@ -165,7 +166,7 @@ def infer(spark: SparkSession, cfg: InferConfig) -> dict:
                   else "id long, prediction int, probabilities array<float>, logits array<float>")
         pred = _with_node_id(lake, h.mapInArrow(layers.output_fn(task), schema))
         cols = ["id", "node_id"] + [c for c in pred.columns if c not in ("id", "node_id")]
-        marker = json.dumps({"run": os.path.abspath(cfg.run), "checkpoint": cfg.checkpoint, "lake": lake.path})
+        marker = json.dumps({"run": fs.qualify(cfg.run), "checkpoint": cfg.checkpoint, "lake": lake.path})
         if cfg.format == "delta":  # an overwrite is one Delta transaction: readers see the old or the new version
             pred.select(*cols).write.format("delta").mode("overwrite" if cfg.overwrite else "errorifexists").save(out)
             fs.write_text(spark, f"{out}/{PREDICTIONS_MARKER}", marker)  # what --overwrite may replace
@@ -173,7 +174,7 @@ def infer(spark: SparkSession, cfg: InferConfig) -> dict:
             staged = f"{scratch}/out"
             pred.select(*cols).write.parquet(staged)
             fs.write_text(spark, f"{staged}/{PREDICTIONS_MARKER}", marker)
-            fs.replace_dir(spark, staged, out)
+            commits.replace_dir(spark, staged, out)
     finally:
         fs.delete(spark, scratch)
     pred = spark.read.format(cfg.format).load(out)
@@ -182,7 +183,7 @@ def infer(spark: SparkSession, cfg: InferConfig) -> dict:
     result.update(task=task, model=spec.kind, checkpoint=cfg.checkpoint, predictions=out,
                   lake=lake.path, nodes=lake.meta.num_nodes, seconds=round(time.time() - started, 2),
                   config=asdict(cfg))
-    fs.write_json_local(os.path.join(cfg.run, "eval.json"), result)
+    fs.write_json(fs.join(cfg.run, "eval.json"), result)
     log.info("inference done in %.1f s: %s %s val %.4f, test %.4f -> %s", result["seconds"], task,
              result["metric"], result["val"] or float("nan"), result["test"] or float("nan"), out)
     return result

@@ -24,7 +24,7 @@ from dataclasses import asdict
 from pyspark.sql import DataFrame, Observation, SparkSession
 from pyspark.sql import functions as F
 
-from .. import events, fs, jsonsafe
+from .. import commits, events, fs, jsonsafe
 from ..claims import claiming
 from ..errors import ConfigError
 from ..lake import check_output_path, open_lake
@@ -109,7 +109,7 @@ def partition(spark: SparkSession, cfg: PartitionConfig) -> dict:
     intra = edges_p.where((F.col("src_part") == F.col("dst_part")) & (F.col("src") != F.col("dst")))
     kept = intra.withColumn("part", F.col("src_part")).drop("src_part", "dst_part")
 
-    staging = fs.staging_sibling(out)
+    staging = commits.staging_sibling(out)
     try:
         for name, df in (("assignment", assignment), ("nodes", nodes_p), ("edges", kept)):
             log.info("writing %s/%s", out, name)
@@ -129,7 +129,7 @@ def partition(spark: SparkSession, cfg: PartitionConfig) -> dict:
         fs.write_text(spark, f"{staging}/{PARTS_META}", parts_meta_json(
             asdict(cfg), lake.path, lake.meta.created_at, lake.meta.num_nodes, lake.meta.num_edges))
         write_stats_png(spark, stats, f"{staging}/stats.png")
-        fs.replace_dir(spark, staging, out)
+        commits.replace_dir(spark, staging, out)
     except BaseException:
         fs.delete(spark, staging)
         raise

@@ -1,9 +1,11 @@
-"""Checkpoints of a training run: ``RUN/checkpoint.pt`` (what ``--resume`` needs) and atomic, fsynced saves.
+"""Checkpoints of a training run: ``RUN/checkpoint.pt`` (what ``--resume`` needs) and atomic saves.
 
-``checkpoint.pt`` is a plain dict of tensors, bytes and numbers tagged with its format, written with
-``torch.save`` and read back with ``weights_only=True``. Two generations are kept: the new checkpoint is
-written and fsynced before the current one becomes ``checkpoint.prev.pt``, so a complete checkpoint is on
-disk whenever the driver or the machine dies, and :func:`load_checkpoint` falls back to the previous one.
+``checkpoint.pt`` is a plain dict of tensors, bytes and numbers tagged with its format, serialized with
+``torch.save`` and read back with ``weights_only=True``. Every file goes through :mod:`tma_spark.fs`, so the
+run folder may be local or on an object store (``s3a://`` ...): each file is written whole (fsynced and
+renamed locally, one PUT on object stores), never appended to. Two generations are kept: the new checkpoint
+is complete before the current one becomes ``checkpoint.prev.pt``, so a complete checkpoint exists whenever
+the driver or the machine dies, and :func:`load_checkpoint` falls back to the previous one.
 A checkpoint also carries every round whose metrics line was not written yet (``pending``), so that
 ``--resume`` records them (:func:`unrecorded_rounds`) and ``metrics.jsonl`` never has a gap.
 Driver-side, without Spark.
@@ -11,13 +13,14 @@ Driver-side, without Spark.
 
 from __future__ import annotations
 
+import io
 import logging
-import os
 from dataclasses import dataclass, fields
 from typing import Dict, List, Optional, Tuple
 
 import torch
 
+from .. import fs
 from ..errors import TmaSparkError
 
 __all__ = ["CHECKPOINT", "CHECKPOINT_PREV", "CHECKPOINT_FORMAT", "Checkpoint", "save_atomic", "save_checkpoint",
@@ -30,33 +33,17 @@ CHECKPOINT_PREV = "checkpoint.prev.pt"  # the previous generation, kept until th
 CHECKPOINT_FORMAT = "tma_spark.train.checkpoint/1"
 
 
-def _save_synced(obj, path: str) -> None:
-    """``torch.save`` to ``path`` and fsync it: its bytes are on disk before it is renamed anywhere."""
-    with open(path, "wb") as fh:
-        torch.save(obj, fh)
-        fh.flush()
-        os.fsync(fh.fileno())
-
-
-def _sync_dir(path: str) -> None:
-    """fsync the folder ``path`` so that renames in it survive a crash of the machine (best effort)."""
-    try:
-        fd = os.open(path, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass  # some filesystems cannot fsync a folder
-    finally:
-        os.close(fd)
+def _serialize(obj) -> bytes:
+    """``torch.save`` of ``obj`` into memory: the bytes are then written whole (no store needs seeks)."""
+    buffer = io.BytesIO()
+    torch.save(obj, buffer)
+    return buffer.getvalue()
 
 
 def save_atomic(obj, path: str) -> None:
-    """``torch.save`` to a temporary sibling, fsynced and renamed over ``path``: readers never see a torn file."""
-    tmp = f"{path}.tmp-{os.getpid()}"
-    _save_synced(obj, tmp)
-    os.replace(tmp, path)
+    """``torch.save`` of ``obj`` to ``path`` (local or a store URI), replacing it whole: readers never see a torn
+    file (:func:`tma_spark.fs.write_bytes`: fsynced and renamed locally, one PUT on object stores)."""
+    fs.write_bytes(None, path, _serialize(obj))
 
 
 @dataclass
@@ -91,24 +78,27 @@ def save_checkpoint(run_dir: str, ckpt: Checkpoint) -> None:
     """Write ``checkpoint.pt`` (a plain dict of tensors, bytes and numbers, tagged with its format), keeping the
     previous generation until the new one is complete.
 
-    The new checkpoint is written to ``checkpoint.pt.tmp`` and fsynced; then the current one becomes
-    ``checkpoint.prev.pt`` and the new one is renamed in. Whenever the machine or the driver dies, a complete
-    checkpoint is on disk (:func:`load_checkpoint` falls back to the previous generation).
+    The new checkpoint is written whole to ``checkpoint.pt.tmp`` (fsynced on local disk, one PUT on object
+    stores); then the current one becomes ``checkpoint.prev.pt`` and the new one is renamed in. Whenever the
+    machine or the driver dies, a complete checkpoint is there (:func:`load_checkpoint` falls back to the
+    previous generation). On object stores a rename is a copy then a delete: each object is complete, and a
+    driver dying between the two leaves the previous generation or both copies, never a torn file.
     """
     fields_ = {f.name: getattr(ckpt, f.name) for f in fields(ckpt)}  # not asdict: it would deep-copy the weights
-    path = os.path.join(run_dir, CHECKPOINT)
-    tmp, prev = f"{path}.tmp", os.path.join(run_dir, CHECKPOINT_PREV)
-    _save_synced({"format": CHECKPOINT_FORMAT, **fields_}, tmp)
-    if os.path.exists(path):
-        os.replace(path, prev)
-    os.replace(tmp, path)
-    _sync_dir(run_dir)
+    path = fs.join(run_dir, CHECKPOINT)
+    tmp, prev = f"{path}.tmp", fs.join(run_dir, CHECKPOINT_PREV)
+    fs.write_bytes(None, tmp, _serialize({"format": CHECKPOINT_FORMAT, **fields_}))
+    if fs.exists(None, path):
+        fs.rename(None, path, prev)
+    fs.rename(None, tmp, path)
 
 
 def _read_checkpoint(path: str) -> Checkpoint:
     """The checkpoint in ``path``, or a TmaSparkError saying why it cannot be used."""
     try:
-        data = torch.load(path, weights_only=True, map_location="cpu")
+        data = torch.load(io.BytesIO(fs.read_bytes(path)), weights_only=True, map_location="cpu")
+    except TmaSparkError:
+        raise  # the store refused us (credentials, bucket, endpoint): its own message says what to fix
     except Exception as exc:
         raise TmaSparkError(f"--resume: {path} is not a readable tma_spark checkpoint ({type(exc).__name__}: "
                             f"{str(exc)[:200]}). Fix: start a new run (--overwrite).") from None
@@ -127,9 +117,9 @@ def load_checkpoint(run_dir: str) -> Optional[Checkpoint]:
     the two renames of :func:`save_checkpoint`) the previous generation, ``checkpoint.prev.pt``, is used, and
     the fallback is logged: the resumed run repeats one more round.
     """
-    path, prev = os.path.join(run_dir, CHECKPOINT), os.path.join(run_dir, CHECKPOINT_PREV)
-    if not os.path.isfile(path):
-        if not os.path.isfile(prev):
+    path, prev = fs.join(run_dir, CHECKPOINT), fs.join(run_dir, CHECKPOINT_PREV)
+    if not fs.is_file(path):
+        if not fs.is_file(prev):
             return None
         ckpt = _read_checkpoint(prev)
         log.warning("--resume: %s is missing (the driver died while replacing it); resuming from the previous "
@@ -138,7 +128,7 @@ def load_checkpoint(run_dir: str) -> Optional[Checkpoint]:
     try:
         return _read_checkpoint(path)
     except TmaSparkError as exc:
-        if not os.path.isfile(prev):
+        if not fs.is_file(prev):
             raise
         try:
             ckpt = _read_checkpoint(prev)
@@ -162,8 +152,8 @@ def unrecorded_rounds(ckpt: Checkpoint, recorded: int, run_dir: str) -> List[Tup
     wanted = range(recorded + 1, ckpt.round + 1)
     missing = [r for r in wanted if r not in by_round]
     if missing:
-        raise TmaSparkError(f"--resume: {os.path.join(run_dir, 'metrics.jsonl')} ends at round {recorded} but "
-                            f"{os.path.join(run_dir, CHECKPOINT)} holds round {ckpt.round} without the weights of "
+        raise TmaSparkError(f"--resume: {fs.join(run_dir, 'metrics.jsonl')} ends at round {recorded} but "
+                            f"{fs.join(run_dir, CHECKPOINT)} holds round {ckpt.round} without the weights of "
                             f"round(s) {missing} (a checkpoint written by an older tma_spark while an evaluation "
                             "lagged), so they cannot be recorded. Fix: start a new run (--overwrite).")
     return [(dict(by_round[r]["row"]), by_round[r]["state"]) for r in wanted]

@@ -19,7 +19,7 @@ from __future__ import annotations
 import hashlib
 import io
 import math
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass, field, fields
 from typing import ClassVar, Dict, List, Mapping, Optional, Tuple, Union
 
 import torch
@@ -135,12 +135,15 @@ class Source:
         path: the folder, qualified (executors do not share the driver's working directory).
         format: the table format (``delta`` or ``parquet``).
         version: when the data was written; a new version invalidates a worker's cached graph.
+        storage: the driver's object-store settings (Hadoop ``fs.s3a.*`` keys, :func:`tma_spark.fs.settings`),
+            so that the trainer reads ``s3a://`` paths with the credentials the user gave Spark. Never printed.
     """
 
     kind: str
     path: str
     format: str
     version: Union[str, float, int, None] = None
+    storage: Tuple[Tuple[str, str], ...] = field(default=(), repr=False, compare=False)
 
 
 @dataclass(frozen=True)
@@ -208,6 +211,7 @@ class TrainerResult:
         targets: the training targets the trainer had (labelled training nodes, or training edges for link
             prediction); 0 (an empty part, or one without training labels): it trained 0 steps, and the driver
             leaves its unchanged weights out of the average. None: not reported (counts as trained).
+        peak_rss_mb: the worker process's peak resident memory so far (MB), None when not reported.
     """
 
     lost: ClassVar[bool] = False
@@ -227,6 +231,7 @@ class TrainerResult:
     code: str
     opt_miss: bool = False
     targets: Optional[int] = None
+    peak_rss_mb: Optional[float] = None
 
     @property
     def trained(self) -> bool:

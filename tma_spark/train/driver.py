@@ -16,6 +16,7 @@ driver loses at most the round in flight (see the README, "Failures and re-runs"
 
 from __future__ import annotations
 
+import io
 import logging
 import os
 import time
@@ -144,6 +145,14 @@ def _average(cfg: TrainConfig, k: int, round_index: int, results: List[RoundResu
     return average_state_dicts([r.state_dict() for r in trained], counts.get(cfg.weighting))
 
 
+def _write_curves(history: List[dict], metric: str, path: str) -> None:
+    """Plot the run's validation curves to ``path`` (local or a store URI): rendered in memory, then written
+    whole (:func:`tma_spark.fs.write_bytes`), as matplotlib writes only to local files or file objects."""
+    buffer = io.BytesIO()
+    curves_figure(history, metric).savefig(buffer, format="png", dpi=100)
+    fs.write_bytes(None, path, buffer.getvalue())
+
+
 @claiming("out", "tma-spark train", local=True)  # one writer per run folder
 def train(spark: SparkSession, cfg: TrainConfig, on_round: Optional[Callable[[dict], None]] = None,
           tracking: Optional[dict] = None) -> dict:
@@ -176,10 +185,15 @@ def train(spark: SparkSession, cfg: TrainConfig, on_round: Optional[Callable[[di
 
     # Warm-up stage (not counted in the budget): start Python workers, import torch, load and cache the parts.
     t_start = time.monotonic()
-    idle = _idle_parts(run_round(spark, k, replace(spec, faults=None), to_bytes(global_state), {}, 0.0, 0,
-                                 threads, cfg.tolerate_failures), plan, cfg.task)
+    warmup = run_round(spark, k, replace(spec, faults=None), to_bytes(global_state), {}, 0.0, 0, threads,
+                       cfg.tolerate_failures)
+    idle = _idle_parts(warmup, plan, cfg.task)
     startup = time.monotonic() - t_start
-    log.info("startup: %d trainers ready in %.1f s (workers started, parts loaded)", k, startup)
+    loads = [None] * k  # each trainer's first load of its part (None: lost in the warm-up)
+    for r in warmup:
+        loads[r.part] = None if r.lost else r.load_seconds
+    log.info("startup: %d trainers ready in %.1f s (workers started; parts loaded in %s s)", k, startup,
+             " ".join("lost" if s is None else f"{s:.2f}" for s in loads))
     started = time.monotonic() - elapsed
     try:
         while True:
@@ -213,10 +227,11 @@ def train(spark: SparkSession, cfg: TrainConfig, on_round: Optional[Callable[[di
     summary = recorder.summary(task=cfg.task, eval_mode=eval_mode, rounds=round_index,
                                wall_seconds=time.monotonic() - started, mode=cfg.mode, parts=k,
                                strategy=plan.strategy, model=cfg.model, startup_seconds=startup,
+                               startup_load_seconds=loads,
                                resumed_from_round=ckpt.round if ckpt else (0 if cfg.resume else None))
     if recorder.history:
-        curves_figure(recorder.history, evaluator.metric).savefig(os.path.join(run_dir, "curves.png"), dpi=100)
-    fs.write_json_local(os.path.join(run_dir, "summary.json"), summary)
+        _write_curves(recorder.history, evaluator.metric, fs.join(run_dir, "curves.png"))
+    fs.write_json(fs.join(run_dir, "summary.json"), summary)
     publish_run_dir(run_dir, cfg.out)
     best = recorder.best
     log.info("done: best val %s %.4f at round %d, test %.4f, %d rounds in %.0f s", evaluator.metric, best["val"],

@@ -23,12 +23,14 @@ from __future__ import annotations
 import logging
 import math
 import os
+import resource
 import time
 from dataclasses import dataclass, replace
 from typing import Callable, Dict, Optional, Tuple
 
 import torch
 
+from .. import fs
 from ..faults import Fault, hang, kill_executor, kill_self
 from .contract import TrainerResult, TrainerSpec, from_bytes, non_finite, to_bytes
 from .graphdata import build_graph, message_passing_edges, read_table
@@ -62,15 +64,27 @@ def load_part(spec: TrainerSpec, part: int, device: torch.device, shard: Optiona
     process."""
     key = _cache_key(spec, part, shard, device)
     if key not in _CACHE:
+        _CACHE.clear()  # a worker keeps one part (tasks may move between workers): free the old one first
+        started = time.monotonic()
         source = spec.source
+        fs.configure(dict(source.storage))  # this worker reads s3a:// … with the settings the driver's Spark has
         where = {"part": part} if source.kind == "parts" else None
-        nodes = read_table(f"{source.path}/nodes", source.format, NODE_COLUMNS, where)
+        nodes = read_table(fs.join(source.path, "nodes"), source.format, NODE_COLUMNS, where)
         edge_cols = ["src", "dst"] + (["split"] if spec.task == "link" else [])
-        edges = read_table(f"{source.path}/edges", source.format, edge_cols, where)
+        edges = read_table(fs.join(source.path, "edges"), source.format, edge_cols, where)
+        table_mb = (nodes.nbytes + edges.nbytes) / 2**20
         graph = build_graph(nodes, message_passing_edges(edges, spec.task))
-        _CACHE.clear()  # a worker keeps one part: tasks may move between workers across rounds
+        del nodes, edges
         _CACHE[key] = (graph, build_objective(graph, spec, device, shard))
+        log.info("part %d loaded in %.2f s: %d nodes, %d edges, %.0f MB read, %.0f MB of features; worker peak "
+                 "%.0f MB", part, time.monotonic() - started, graph.num_nodes, graph.edge_index.shape[1] // 2,
+                 table_mb, graph.x.numel() * 4 / 2**20, peak_rss_mb())
     return _CACHE[key]
+
+
+def peak_rss_mb() -> float:
+    """This process's peak resident memory so far (MB)."""
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # kB on Linux
 
 
 def pick_device(gpu_addresses: Optional[list]) -> torch.device:
@@ -206,4 +220,4 @@ def run_trainer_task(part: int, spec: TrainerSpec, state_bytes: bytes, opt_bytes
         sampler=objective.sampler, load_seconds=round(loaded - started, 3),
         task_seconds=round(time.monotonic() - started, 3), device=str(device),
         gpus=tuple(str(a) for a in gpu_addresses or ()), pid=os.getpid(), code=_CODE, opt_miss=opt_miss,
-        targets=objective.targets)
+        targets=objective.targets, peak_rss_mb=round(peak_rss_mb(), 1))

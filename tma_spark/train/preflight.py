@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 from dataclasses import dataclass
 from typing import Optional, Tuple
 
@@ -121,11 +120,16 @@ def _check_validation(lake: Lake, task: str, evaluator: Evaluator) -> None:
 def _source(spark: SparkSession, cfg: TrainConfig, lake: Lake) -> Tuple[Source, int, str]:
     """Where trainers read their graphs, the number of trainers, and the partition strategy."""
     if cfg.mode in ("central", "ddp"):  # ddp: every trainer holds the whole graph
-        return (Source("lake", lake.path, lake.meta.format, lake.meta.created_at),
+        return (Source("lake", lake.path, lake.meta.format, lake.meta.created_at, _storage()),
                 1 if cfg.mode == "central" else cfg.workers, "none")
     meta = _parts_info(spark, cfg, lake)
     _check_part_targets(spark, cfg, meta)
-    return Source("parts", meta.path, meta.format, meta.version), meta.parts, meta.strategy
+    return Source("parts", meta.path, meta.format, meta.version, _storage()), meta.parts, meta.strategy
+
+
+def _storage() -> tuple:
+    """The object-store settings the trainers read with (those the driver's session was given)."""
+    return tuple(sorted(fs.settings().items()))
 
 
 def _check_faults(spark: SparkSession, cfg: TrainConfig, k: int) -> None:
@@ -147,7 +151,7 @@ def preflight(spark: SparkSession, cfg: TrainConfig) -> RunPlan:
     _check_lake(cfg, lake)
     source, k, strategy = _source(spark, cfg, lake)
     check_run_dir(cfg.out, cfg.overwrite, cfg.resume)
-    run_config = {**cfg.to_dict(), "out": os.path.abspath(cfg.out), "lake": lake.path,
+    run_config = {**cfg.to_dict(), "out": fs.qualify(cfg.out), "lake": lake.path,
                   "partitions": source.path if source.kind == "parts" else None,
                   "parts": k, "partition_strategy": strategy, "lake_path": lake.path}
     checkpoint = None

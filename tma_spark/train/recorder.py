@@ -3,19 +3,22 @@
 Evaluation of round r runs in a background thread while round r+1 trains, so it adds nothing to a round's
 wall time (on a cluster the driver's cores are otherwise idle during a round). Rounds submitted but not yet
 written (:meth:`Recorder.unrecorded`) go into each checkpoint, so that ``--resume`` can record them.
+
+Every file is written whole through :mod:`tma_spark.fs` (the run folder may be on an object store, and some
+stores, S3 and Databricks volumes among them, cannot append): ``metrics.jsonl`` is rewritten from the
+in-memory history each round, complete or absent, never torn.
 """
 
 from __future__ import annotations
 
 import logging
-import os
 import threading
 from concurrent.futures import ThreadPoolExecutor
 from typing import Callable, Dict, List, Optional, Sequence
 
 import torch
 
-from .. import jsonsafe
+from .. import fs, jsonsafe
 from .evaluation import Evaluator
 from .checkpoint import save_atomic
 
@@ -99,15 +102,12 @@ class Recorder:
     def _record(self, row: dict, state: Dict[str, torch.Tensor]) -> None:
         self.model.load_state_dict(state)
         scores = self.evaluator.evaluate(self.model)
-        save_atomic(state, os.path.join(self.run_dir, "last.pt"))
+        save_atomic(state, fs.join(self.run_dir, "last.pt"))
         row.update(scores)
         if self._track_best(row):
-            save_atomic(state, os.path.join(self.run_dir, "best.pt"))
+            save_atomic(state, fs.join(self.run_dir, "best.pt"))
         self.history.append(row)
-        with open(os.path.join(self.run_dir, "metrics.jsonl"), "a") as fh:
-            fh.write(jsonsafe.dumps(row) + "\n")  # a NaN score (no targets in a split) is written as null
-            fh.flush()
-            os.fsync(fh.fileno())  # on disk before the round leaves the checkpoint's pending rounds
+        self._write_metrics()  # complete (fsynced, or one PUT) before the round leaves the pending rounds
         with self._lock:
             self._unrecorded = [p for p in self._unrecorded if p["row"]["round"] != row["round"]]
         self._notify(row)
@@ -117,6 +117,13 @@ class Recorder:
                  "%.0f s left", row["round"], row["wall_seconds"], self.evaluator.metric, scores["val"],
                  self.best["val"], self.best["round"], sps, sum(losses) / max(len(losses), 1),
                  row["overhead_seconds"], max(self.time_limit - row["wall_seconds"], 0))
+
+    def _write_metrics(self) -> None:
+        """Replace ``metrics.jsonl`` with every recorded round, one JSON line each (a NaN score, no targets in
+        a split, is written as null). A whole-file write rather than an append: atomic on every store, and the
+        file is small (one line per round)."""
+        text = "".join(jsonsafe.dumps(row) + "\n" for row in self.history)
+        fs.write_text(None, fs.join(self.run_dir, "metrics.jsonl"), text)
 
     def _notify(self, row: dict) -> None:
         """Call ``on_round``: a progress hook such as experiment tracking must never abort the training run."""
@@ -133,15 +140,17 @@ class Recorder:
             self._hook_failed = True
 
     def summary(self, *, task: str, eval_mode: str, rounds: int, wall_seconds: float, mode: str, parts: int,
-                strategy: str, model: str, startup_seconds: float, resumed_from_round: Optional[int]) -> dict:
-        """``summary.json``: the run's facts, the best round's scores and totals over the recorded rounds."""
+                strategy: str, model: str, startup_seconds: float, resumed_from_round: Optional[int],
+                startup_load_seconds: Optional[list] = None) -> dict:
+        """``summary.json``: the run's facts, the best round's scores and totals over the recorded rounds
+        (``startup_load_seconds``: each trainer's first load of its part, in the warm-up stage)."""
         best, history = self.best, self.history
         return {"task": task, "metric": self.evaluator.metric, "eval": eval_mode, "best_val": best["val"],
                 "test": best["test"], "rounds": rounds, "wall_seconds": round(wall_seconds, 3),
                 "time_to_best_seconds": round(best["wall"], 3), "best_round": best["round"], "mode": mode,
                 "parts": parts, "partition_strategy": strategy, "model": model,
                 "total_steps": sum(sum(n for n in h["steps"] if n is not None) for h in history),
-                "startup_seconds": round(startup_seconds, 3),
+                "startup_seconds": round(startup_seconds, 3), "startup_load_seconds": startup_load_seconds,
                 "mean_overhead_seconds": round(sum(h["overhead_seconds"] for h in history) / max(len(history), 1),
                                                3),
                 "round_retries": sum(h.get("attempts", 1) - 1 for h in history),

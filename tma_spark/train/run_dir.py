@@ -9,6 +9,9 @@ tensors, read back with ``weights_only=True``.
 ``--overwrite`` of an existing run trains in a hidden sibling (``.RUN.next``) and swaps it in when the run
 finishes (:func:`publish_run_dir`): a killed run never replaces a finished one.
 
+``RUN`` may be a local path or a store URI (``s3a://`` ...): every file operation goes through
+:mod:`tma_spark.fs`, and every file is written whole (no appends, which S3 and Databricks volumes lack).
+
 Driver-side, but without Spark: inference reads run folders through :func:`read_model_spec` too.
 """
 
@@ -16,8 +19,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
-import shutil
 import uuid
 from typing import List, Optional
 
@@ -45,72 +46,82 @@ _FIRST_WEIGHTS = ("convs.0.lin_l.weight", "convs.0.lin.weight", "convs.0.weight"
 
 def _next_dir(out: str) -> str:
     """Where ``--overwrite`` trains until the new run is complete (a hidden sibling of ``out``)."""
-    parent, name = os.path.split(os.path.abspath(out).rstrip("/"))
-    return os.path.join(parent, f".{name}.next")
+    parent, name = fs.qualify(out).rstrip("/").rsplit("/", 1)
+    return fs.join(parent, f".{name}.next")
 
 
 def _is_run(path: str) -> bool:
-    return os.path.isfile(os.path.join(path, CONFIG_FILE))
+    return fs.is_file(fs.join(path, CONFIG_FILE))
 
 
 def check_run_dir(out: str, overwrite: bool, resume: bool) -> None:
     """Fail before any Spark job when ``out`` cannot be used as asked."""
-    out = os.path.abspath(out)
+    out = fs.qualify(out)
     if resume:
         if not (_is_run(_next_dir(out)) or _is_run(out)):
             raise TmaSparkError(f"--resume: {out} holds no run to resume (no config.json). Fix: start the run "
                                 "without --resume.")
         return
-    if os.path.exists(out) and not overwrite:
-        state = "finished" if os.path.isfile(os.path.join(out, "summary.json")) else "unfinished: no summary.json"
+    if fs.exists(None, out) and not overwrite:
+        state = "finished" if fs.is_file(fs.join(out, "summary.json")) else "unfinished: no summary.json"
         raise TmaSparkError(f"Run folder {out} already exists ({state}). Fix: pass --resume to continue it, "
                             "--overwrite to replace it, or choose another --out.")
-    if os.path.exists(out):
+    if fs.exists(None, out):
         check_replaceable(None, out, "run")
 
 
 def open_run_dir(out: str, overwrite: bool, resume: bool) -> str:
     """The folder this run writes to: ``out``, or its hidden ``.next`` sibling while replacing a run."""
-    out = os.path.abspath(out)
+    out = fs.qualify(out)
     staged = _next_dir(out)
     if resume:
         return staged if _is_run(staged) else out
-    if os.path.exists(staged):
-        shutil.rmtree(staged)  # an earlier --overwrite run that was killed and not resumed
-    if os.path.exists(out):
-        os.makedirs(staged)
+    if fs.exists(None, staged):
+        fs.delete(None, staged)  # an earlier --overwrite run that was killed and not resumed
+    if fs.exists(None, out):
+        fs.makedirs(staged)
         return staged
-    os.makedirs(out)
+    fs.makedirs(out)
     return out
 
 
 def publish_run_dir(run_dir: str, out: str) -> None:
-    """Swap a finished ``.next`` run in for the previous one (renames only: one complete run is always there)."""
-    out = os.path.abspath(out)
+    """Swap a finished ``.next`` run in for the previous one: the previous run is moved aside, the new one into
+    place, then the previous one deleted, so one complete run is always there.
+
+    Locally and on HDFS each move is one rename. On object stores a folder cannot be renamed: each move copies
+    the folder's files one by one (each file complete) and then deletes the source, so the swap is per object,
+    not atomic: a driver killed during it can leave a partial ``RUN`` beside the complete ``.RUN.next`` (and
+    ``.RUN.previous-*``); nothing is lost, and ``--resume`` publishes ``.RUN.next`` again
+    (:func:`tma_spark.fs.move_dir`).
+    """
+    out = fs.qualify(out)
     if run_dir == out:
         return
     crash_point("before-commit")  # fault injection: a driver killed here must leave the previous run in place
-    parent, name = os.path.split(out)
-    old = os.path.join(parent, f".{name}.previous-{uuid.uuid4().hex[:8]}")
-    if os.path.exists(out):
-        os.rename(out, old)
-    os.rename(run_dir, out)
-    shutil.rmtree(old, ignore_errors=True)
+    parent, name = out.rstrip("/").rsplit("/", 1)
+    old = fs.join(parent, f".{name}.previous-{uuid.uuid4().hex[:8]}")
+    if fs.exists(None, out):
+        fs.move_dir(out, old)
+    fs.move_dir(run_dir, out)
+    try:
+        fs.delete(None, old)
+    except OSError as exc:  # the new run is in place; a leftover copy of the old one is only clutter
+        log.warning("could not delete the previous run %s (%s); delete it yourself", old, exc)
 
 
 def write_run_files(run_dir: str, run_config: Optional[dict], model: ModelSpec) -> None:
     """Write ``config.json`` (unless None: a resumed run keeps its own) and ``model.json``."""
     if run_config is not None:
-        fs.write_json_local(os.path.join(run_dir, CONFIG_FILE), run_config)
-    fs.write_json_local(os.path.join(run_dir, MODEL_FILE), model.to_json())
+        fs.write_json(fs.join(run_dir, CONFIG_FILE), run_config)
+    fs.write_json(fs.join(run_dir, MODEL_FILE), model.to_json())
 
 
 def read_config(run_dir: str) -> dict:
     """The run's ``config.json``; a torn or edited file is a clear error (resume and infer both need it)."""
-    path = os.path.join(run_dir, CONFIG_FILE)
+    path = fs.join(run_dir, CONFIG_FILE)
     try:
-        with open(path) as fh:
-            cfg = json.load(fh)
+        cfg = json.loads(fs.read_text(None, path))
     except (ValueError, UnicodeDecodeError) as exc:  # json.JSONDecodeError is a ValueError
         raise TmaSparkError(f"{path} is not valid JSON ({exc}). Fix: restore the run's {CONFIG_FILE} (its "
                             "effective settings) from a copy, or re-run training with --overwrite.") from None
@@ -124,21 +135,20 @@ def write_tracking(run_dir: str, info: Optional[dict]) -> None:
     """Record the experiment tracker's run (``tracking.json``: MLflow run id, experiment, URI without
     credentials), so that ``--resume`` continues the same MLflow run; nothing when ``info`` is None."""
     if info is not None:
-        fs.write_json_local(os.path.join(run_dir, TRACKING_FILE), info)
+        fs.write_json(fs.join(run_dir, TRACKING_FILE), info)
 
 
 def read_tracking(out: str) -> Optional[dict]:
     """The ``tracking.json`` of the run that ``--resume`` of ``out`` continues, or None (none recorded, or
     unreadable: tracking is never fatal, a new MLflow run is started then)."""
-    out = os.path.abspath(out)
+    out = fs.qualify(out)
     staged = _next_dir(out)
-    path = os.path.join(staged if _is_run(staged) else out, TRACKING_FILE)
-    if not os.path.isfile(path):
-        return None
+    path = fs.join(staged if _is_run(staged) else out, TRACKING_FILE)
     try:
-        with open(path) as fh:
-            info = json.load(fh)
-    except (OSError, ValueError) as exc:
+        info = json.loads(fs.read_text(None, path))
+    except FileNotFoundError:
+        return None
+    except (OSError, ValueError, TmaSparkError) as exc:  # TmaSparkError: the store refused the read
         log.warning("%s is unreadable (%s); the resumed run is tracked as a new MLflow run", path, exc)
         return None
     return info if isinstance(info, dict) else None
@@ -155,25 +165,26 @@ def check_resumable(saved: dict, current: dict, run_dir: str) -> None:
 
 
 def read_history(run_dir: str, upto: int) -> List[dict]:
-    """Metrics rows of rounds 1..``upto`` (a torn last line or later rounds are dropped), rewritten atomically."""
-    path = os.path.join(run_dir, "metrics.jsonl")
+    """Metrics rows of rounds 1..``upto`` (a torn last line, left by an older tma_spark that appended, or later
+    rounds are dropped); ``metrics.jsonl`` is then replaced whole by these rows (:func:`tma_spark.fs.write_text`)."""
+    path = fs.join(run_dir, "metrics.jsonl")
     rows: List[dict] = []
-    if os.path.isfile(path):
-        for line in open(path):
-            try:
-                row = json.loads(line)
-            except ValueError:
-                break  # the driver was killed while appending this line
-            if row.get("round", upto + 1) <= upto:
-                rows.append(row)
+    try:
+        text = fs.read_bytes(path).decode("utf-8", errors="replace")  # a torn line may end mid-character
+    except FileNotFoundError:
+        text = ""
+    for line in text.splitlines():
+        try:
+            row = json.loads(line)
+        except ValueError:
+            break  # the driver was killed while appending this line
+        if row.get("round", upto + 1) <= upto:
+            rows.append(row)
     rounds = [r["round"] for r in rows]
     if rounds != list(range(1, len(rows) + 1)):
         raise TmaSparkError(f"{path} has rounds {rounds}, not 1..{len(rows)}. Fix: it was edited or mixed with "
                             "another run; start a new run.")
-    tmp = f"{path}.tmp-{os.getpid()}"
-    with open(tmp, "w") as fh:
-        fh.writelines(jsonsafe.dumps(r) + "\n" for r in rows)
-    os.replace(tmp, path)
+    fs.write_text(None, path, "".join(jsonsafe.dumps(r) + "\n" for r in rows))
     return rows
 
 
@@ -184,12 +195,13 @@ def read_model_spec(run: str, run_cfg: dict, state, ckpt: str) -> ModelSpec:
     if not (isinstance(state, dict) and any(k in state for k in _FIRST_WEIGHTS)):
         raise TmaSparkError(f"Checkpoint {ckpt} is not a tma_spark model state dict. Fix: pass a run folder "
                             "written by 'tma-spark train'.")
-    path = os.path.join(run, MODEL_FILE)
-    if not os.path.isfile(path):
+    path = fs.join(run, MODEL_FILE)
+    try:
+        data = fs.read_bytes(path)
+    except FileNotFoundError:
         return derive_model_spec(run_cfg, state, ckpt)
     try:
-        with open(path) as fh:
-            return ModelSpec.from_json(json.load(fh))
+        return ModelSpec.from_json(json.loads(data))
     except ValueError as exc:  # json.JSONDecodeError is a ValueError
         raise TmaSparkError(f"{path} is not a tma_spark model spec ({exc}). Fix: restore it from the run's "
                             f"training, or delete it to derive the model from {CONFIG_FILE} and the "
