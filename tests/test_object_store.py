@@ -135,3 +135,16 @@ def test_overwrite_on_s3a_replaces_the_output_whole_and_leaves_nothing_beside_it
     keys = s3.keys("lake", "overwrite/")
     assert all(k.startswith("overwrite/parts/") for k in keys), keys
     assert spark.read.format("delta").load(f"{out}/nodes").count() == 2708
+
+
+@pytest.mark.spark
+def test_npz_input_on_s3a_is_read_through_the_store(spark, cli, s3, tmp_path):
+    """An input file on the store (``--npz s3a://...``) is read with the same settings as the lake."""
+    from tma_spark.ingest.datasets import bundled_dataset_path
+
+    s3.client().put_object(Bucket="lake", Key="inputs/cora.npz", Body=bundled_dataset_path("cora").read_bytes())
+    code, _, err = cli("ingest", "--npz", "s3a://lake/inputs/cora.npz", "--lake", tmp_path / "lake")
+    assert code == 0, err
+    assert json.loads((tmp_path / "lake" / "_tma_lake.json").read_text())["num_nodes"] == 2708
+    code, _, err = cli("ingest", "--npz", "s3a://lake/inputs/absent.npz", "--lake", tmp_path / "lake2")
+    assert code == 2 and "absent.npz does not exist" in err, err

@@ -112,3 +112,43 @@ def test_negative_hops_are_refused(spark, cora_lake):
     lake = open_lake(spark, cora_lake)
     with pytest.raises(TmaSparkError, match="hops=-1"):
         extract_neighbourhood(spark, lake.nodes(), lake.edges(), np.array([0]), -1)
+
+
+def _star(spark, leaves: int):
+    """A hub (id 0) joined to every leaf 1..leaves, and a path 1-2-3 among the first leaves."""
+    nodes = spark.createDataFrame([(i, [float(i), 1.0], i % 3, "val") for i in range(leaves + 1)],
+                                  "id long, features array<float>, label int, split string")
+    pairs = [(0, i) for i in range(1, leaves + 1)] + [(1, 2), (2, 3), (3, 2)]
+    edges = spark.createDataFrame(pairs, "src long, dst long")
+    return nodes, edges, pairs
+
+
+def test_sampled_neighbourhood_of_a_hub_graph_is_bounded_by_the_sample(spark):
+    """Two hops from a few leaves of a star reach every node exactly; with capped fan-outs what reaches the
+    driver stays within seeds x (1 + f1 + f1 f2), and every sampled edge is a real one. Fails if the whole
+    neighbourhood is collected."""
+    from tma_spark.train.neighbourhood import sample_neighbourhood, sampled_bound
+
+    leaves, seeds, fanouts = 3000, np.array([1, 2, 50, 60, 70]), (3, 4)
+    nodes, edges, pairs = _star(spark, leaves)
+    exact_nodes, _ = extract_neighbourhood(spark, nodes, edges, seeds, 2)
+    assert exact_nodes.num_rows == leaves + 1  # the hub brings in the whole graph
+    sampled_nodes, sampled_edges = sample_neighbourhood(spark, nodes, edges, seeds, fanouts, seed=3)
+    max_nodes, max_edges = sampled_bound(len(seeds), fanouts)
+    assert sampled_nodes.num_rows <= max_nodes == 5 * (1 + 3 + 12)
+    assert sampled_edges.num_rows <= max_edges
+    ids = set(sampled_nodes.column("id").to_pylist())
+    assert set(seeds.tolist()) <= ids and 0 in ids  # every leaf's only neighbour on hop 1 is the hub (or 1-2-3)
+    undirected = {frozenset(p) for p in pairs}
+    kept = list(zip(sampled_edges.column("src").to_pylist(), sampled_edges.column("dst").to_pylist()))
+    assert kept and all(frozenset(e) in undirected for e in kept)
+    assert {s for s, _ in kept} <= ids and {d for _, d in kept} <= ids
+    hub_kept = [d for s, d in kept if s == 0]
+    assert len(hub_kept) == 4  # the hub, reached in hop 1, keeps fan-out 4 of its 3000 neighbours in hop 2
+    again = sample_neighbourhood(spark, nodes, edges, seeds, fanouts, seed=3)
+    assert again[0].equals(sampled_nodes) and again[1].equals(sampled_edges)  # seeded: the same every run
+    other = sample_neighbourhood(spark, nodes, edges, seeds, fanouts, seed=4)[1]
+    assert sorted(d for s, d in zip(other.column("src").to_pylist(), other.column("dst").to_pylist())
+                  if s == 0) != sorted(hub_kept)
+    graph = build_graph(sampled_nodes, sampled_edges)
+    assert graph.num_nodes == sampled_nodes.num_rows and graph.x.shape == (graph.num_nodes, 2)

@@ -201,18 +201,26 @@ def test_neighbour_sampling_with_sampled_evaluation(spark, cora_lake, cora_parts
 
 @pytest.mark.parametrize("kind", ["sage", "gcn"])
 def test_sampled_evaluation_equals_exact_evaluation_on_the_sampled_targets(spark, cora_lake, kind):
+    """With every neighbour kept (--eval-fanouts -1,-1) sampled evaluation is exact for its targets; with capped
+    fan-outs (the default, the training fan-outs) it is an estimate on a smaller subgraph."""
     from tma_spark.lake import open_lake
     from tma_spark.train.evaluation import build_evaluator
 
     lake = open_lake(spark, cora_lake)
     cfg = TrainConfig(lake=cora_lake, out="unused", mode="central", model=kind, eval_nodes=10_000)  # every target
     exact = build_evaluator(spark, lake, cfg)
-    sampled = build_evaluator(spark, lake, TrainConfig(**{**cfg.to_dict(), "eval": "sampled"}))
+    sampled = build_evaluator(spark, lake, TrainConfig(**{**cfg.to_dict(), "eval": "sampled",
+                                                          "eval_fanouts": (-1, -1)}))
     assert exact.exact and not sampled.exact
     assert sampled.targets["val"].numel() == int(exact.targets["val"].numel()) == 542
     model = build_model(kind, 1433, 16, 7, seed=3)
     a, b = exact.evaluate(model), sampled.evaluate(model)
     assert a["val"] == pytest.approx(b["val"]) and a["test"] == pytest.approx(b["test"])
+    capped = build_evaluator(spark, lake, TrainConfig(**{**cfg.to_dict(), "eval": "sampled",
+                                                         "eval_fanouts": (3, 2)}))
+    assert capped.graph.edge_index.shape[1] < sampled.graph.edge_index.shape[1]
+    c = capped.evaluate(model)
+    assert abs(c["val"] - a["val"]) < 0.1 and abs(c["test"] - a["test"]) < 0.1
 
 
 def test_llcg_on_metis_parts_and_resident_optimizer_state(spark, cora_lake, tmp_path):

@@ -13,6 +13,7 @@ ogbn-arxiv keeps its directed citation edges.
 
 from __future__ import annotations
 
+import io
 import json
 import logging
 import os
@@ -22,6 +23,7 @@ from typing import Iterator, Optional, Sequence, Tuple
 
 import numpy as np
 
+from .. import fs
 from ..arrays import unique_int64
 from ..errors import TmaSparkError
 from ..lake import SPLITS
@@ -106,9 +108,14 @@ def undirected_pairs(indptr: np.ndarray, indices: np.ndarray) -> Tuple[np.ndarra
     return keys // n, keys % n
 
 
-def _load(path: Path):
+def _load(path):
+    """An npz file from local disk, or from a store (``s3a://`` …, read whole through :mod:`tma_spark.fs`)."""
     try:
+        if fs.is_remote(str(path)):
+            return np.load(io.BytesIO(fs.read_bytes(str(path))), allow_pickle=False)
         return np.load(path, allow_pickle=False)
+    except FileNotFoundError:
+        raise TmaSparkError(f"{path} does not exist. Fix: pass the path of an npz graph file.") from None
     except (OSError, ValueError) as exc:
         raise TmaSparkError(f"{path} is not a readable npz file ({exc}). Fix: pass a file in the npz graph format.") from exc
 
@@ -117,7 +124,7 @@ def load_npz(path: str | os.PathLike, split_seed: int = 0,
              split_fractions: Optional[Sequence[float]] = None, name: Optional[str] = None) -> GraphArrays:
     """Load an npz graph (gnn-benchmark layout) with a seeded random node split (``split_fractions``, default
     :data:`DEFAULT_SPLIT`)."""
-    path = Path(path)
+    path = str(path) if fs.is_remote(str(path)) else Path(path)  # Path() would fold the // of a URI
     split_fractions = tuple(split_fractions or DEFAULT_SPLIT)
     data = _load(path)
     need = {"adj_indptr", "adj_indices", "adj_shape", "attr_indptr", "attr_indices", "attr_data", "attr_shape", "labels"}
@@ -134,7 +141,7 @@ def load_npz(path: str | os.PathLike, split_seed: int = 0,
     if attr_shape[0] != n or len(labels) != n:
         raise TmaSparkError(f"{path}: adjacency has {n} nodes, features {attr_shape[0]}, labels {len(labels)}; they must agree.")
     return GraphArrays(
-        name=name or path.stem, src=src, dst=dst, num_nodes=n, labels=labels,
+        name=name or str(path).rstrip("/").rsplit("/", 1)[-1].rsplit(".", 1)[0], src=src, dst=dst, num_nodes=n, labels=labels,
         split=seeded_split(n, split_seed, split_fractions), directed=False,
         csr=(data["attr_indptr"], data["attr_indices"], data["attr_data"].astype(np.float32), attr_shape),
         class_names=[str(c) for c in data["class_names"]] if "class_names" in data.files else [],

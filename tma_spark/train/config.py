@@ -68,7 +68,14 @@ class TrainConfig:
                                                  "layers)")
     batch_size: int = setting(1024, help="neighbor: target nodes (or edges) per step")
     eval: str = setting("auto", choices=EVAL_MODES, help="full (exact, whole graph on the driver) | sampled (fixed "
-                        "sample of targets, neighbourhoods extracted by Spark once) | auto (full up to 2e7 edges)")
+                        "sample of targets, their neighbourhoods with capped fan-outs extracted by Spark once) | auto "
+                        "(full while its memory estimate is at most --eval-max-gb)")
+    eval_fanouts: Optional[Tuple[int, ...]] = setting(None, parse=whole_numbers, help="sampled eval: neighbours "
+                                                      "kept per hop, one per layer; -1 = all (exact outputs for the "
+                                                      "sampled targets); default: the training fan-outs")
+    eval_max_gb: float = setting(4.0, help="auto eval: the most driver memory (GB) that exact evaluation on the "
+                                 "whole graph may take (features, edges, one layer's messages); default "
+                                 "%(default)s")
     eval_nodes: int = setting(5000, help="sampled eval: validation and test nodes each")
     eval_edges: int = setting(5000, help="link: validation and test edges scored each")
     eval_negatives: int = setting(100, help="link: negatives per edge for MRR")
@@ -114,6 +121,10 @@ class TrainConfig:
              f"--fanouts {','.join(map(str, self.hop_fanouts))} must give one fan-out per layer ({self.layers}), "
              "each at least 1 or -1 for all neighbours."),
             (self.batch_size >= 1, f"--batch-size {self.batch_size} must be at least 1."),
+            (len(self.eval_hop_fanouts) == self.layers and all(f == -1 or f >= 1 for f in self.eval_hop_fanouts),
+             f"--eval-fanouts {','.join(map(str, self.eval_hop_fanouts))} must give one fan-out per layer "
+             f"({self.layers}), each at least 1 or -1 for all neighbours."),
+            (self.eval_max_gb > 0, f"--eval-max-gb {self.eval_max_gb} must be positive."),
             (min(self.eval_nodes, self.eval_edges, self.eval_negatives) >= 1,
              "--eval-nodes, --eval-edges and --eval-negatives must be at least 1."),
             (self.mode in ("central", "ddp") or bool(self.partitions),
@@ -151,7 +162,13 @@ class TrainConfig:
         """Neighbours sampled per hop (hop 1 first): ``fanouts``, or 25 then 10 per further hop."""
         return tuple(self.fanouts) if self.fanouts else (25,) + (10,) * (self.layers - 1)
 
+    @property
+    def eval_hop_fanouts(self) -> Tuple[int, ...]:
+        """Neighbours kept per hop by sampled evaluation: ``eval_fanouts``, or the training fan-outs."""
+        return tuple(self.eval_fanouts) if self.eval_fanouts else self.hop_fanouts
+
     def to_dict(self) -> dict:
         d = asdict(self)
         d["fanouts"] = list(self.hop_fanouts)
+        d["eval_fanouts"] = list(self.eval_hop_fanouts)
         return d

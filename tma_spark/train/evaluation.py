@@ -4,11 +4,20 @@
   the model runs on all of it: exact validation and test metrics.
 * ``sampled``: for graphs too large for the driver, a fixed, seeded sample of
   validation and test nodes (node task) or edges and a pool of negative nodes
-  (link task) is drawn once, and Spark extracts their L-hop neighbourhoods once
-  (:func:`tma_spark.train.neighbourhood.extract_neighbourhood`). Every round
-  then evaluates on that small subgraph, exactly for the sampled targets (L
-  hops for GraphSAGE, GAT and MLP; L + 1 for GCN, whose normalization needs the
-  full degree of the outermost nodes).
+  (link task) is drawn once, and Spark extracts their neighbourhoods once with
+  capped fan-outs (``--eval-fanouts``, by default the training fan-outs:
+  :func:`tma_spark.train.neighbourhood.sample_neighbourhood`), so the driver
+  holds at most ``targets x (1 + f1 + f1 f2 ...)`` nodes whatever the degrees.
+  Every round then evaluates on that small subgraph, an estimate as
+  neighbour-sampled inference is. With ``--eval-fanouts -1,-1`` the exact
+  L-hop neighbourhoods are extracted instead
+  (:func:`~tma_spark.train.neighbourhood.extract_neighbourhood`): exact outputs
+  for the sampled targets (L + 1 hops for GCN, whose normalization needs the
+  full degree of the outermost nodes), but as large as the graph's hubs make it.
+
+``auto`` picks ``full`` while :func:`full_eval_bytes`, the driver memory exact
+evaluation takes (features, edge index, one layer's messages and outputs), is at
+most ``--eval-max-gb``; the edge count alone ignores the feature width.
 
 Link prediction is evaluated as ogbl-citation2 is: each held-out edge (src,
 dst) is ranked against ``eval_negatives`` corrupted edges (src, random node),
@@ -32,14 +41,12 @@ from ..lake import Lake
 from .config import TrainConfig
 from .graphdata import GraphTensors, build_graph, message_passing_edges, read_table
 from .metrics import accuracy, mrr
-from .neighbourhood import extract_neighbourhood
+from .neighbourhood import extract_neighbourhood, sample_neighbourhood
 
-__all__ = ["Evaluator", "build_evaluator", "EVAL_MAX_EDGES", "SAMPLED_NEGATIVE_POOL"]
+__all__ = ["Evaluator", "build_evaluator", "full_eval_bytes", "eval_mode", "SAMPLED_NEGATIVE_POOL"]
 
 log = logging.getLogger(__name__)
 
-#: Largest graph (edges) that ``eval=auto`` evaluates exactly on the driver.
-EVAL_MAX_EDGES = 20_000_000
 #: Sampled link evaluation draws each edge's negatives from a fixed pool of this many nodes.
 SAMPLED_NEGATIVE_POOL = 1000
 _LINK_CHUNK = 512  # held-out edges scored at once (bounds the (chunk, M, dim) negative tensor)
@@ -83,11 +90,21 @@ def _link_mrr(z: torch.Tensor, src: torch.Tensor, dst: torch.Tensor, neg: torch.
     return mrr(torch.cat(pos), torch.cat(negs))
 
 
-def eval_mode(cfg: TrainConfig, num_edges: int) -> str:
-    """``full`` or ``sampled`` (``cfg.eval`` unless ``auto``)."""
+def full_eval_bytes(num_nodes: int, num_edges: int, feature_dim: int, hidden: int) -> int:
+    """Driver memory (bytes) of exact evaluation on the whole graph: float32 features, the symmetric int64 edge
+    index (2 x 2E), and the largest layer's work: one float32 message per directed edge at the wider of the
+    input and hidden widths, plus two layers' node outputs. (Layers run one at a time without gradients.)"""
+    width = max(feature_dim, hidden)
+    return 4 * num_nodes * feature_dim + 32 * num_edges + 8 * num_edges * width + 8 * num_nodes * hidden
+
+
+def eval_mode(cfg: TrainConfig, num_nodes: int, num_edges: int, feature_dim: int) -> str:
+    """``full`` or ``sampled``: ``cfg.eval`` unless ``auto``, which is ``full`` while :func:`full_eval_bytes`
+    is at most ``cfg.eval_max_gb``."""
     if cfg.eval != "auto":
         return cfg.eval
-    return "full" if num_edges <= EVAL_MAX_EDGES else "sampled"
+    need = full_eval_bytes(num_nodes, num_edges, feature_dim, cfg.hidden)
+    return "full" if need <= cfg.eval_max_gb * 1e9 else "sampled"
 
 
 def _local(graph: GraphTensors, ids: np.ndarray) -> torch.Tensor:
@@ -144,10 +161,17 @@ def _sampled(spark: SparkSession, lake: Lake, cfg: TrainConfig) -> Evaluator:
         seeds = np.concatenate([pool] + [a for pair in picked.values() for a in pair])
         mp_edges = edges_df.where(F.col("split").isNull() | (F.col("split") == "train")).select("src", "dst")
     seeds = np.unique(seeds)
-    # GCN normalizes by both ends' degrees: one more hop gives the outermost nodes their full degree.
-    hops = cfg.layers + (1 if cfg.model == "gcn" else 0)
-    log.info("sampled evaluation: extracting the %d-hop neighbourhoods of %d nodes with Spark", hops, len(seeds))
-    nodes, edges = extract_neighbourhood(spark, nodes_df, mp_edges, seeds, hops)
+    fanouts = cfg.eval_hop_fanouts
+    if all(f == -1 for f in fanouts):
+        # GCN normalizes by both ends' degrees: one more hop gives the outermost nodes their full degree.
+        hops = cfg.layers + (1 if cfg.model == "gcn" else 0)
+        log.info("sampled evaluation: extracting the exact %d-hop neighbourhoods of %d nodes with Spark", hops,
+                 len(seeds))
+        nodes, edges = extract_neighbourhood(spark, nodes_df, mp_edges, seeds, hops)
+    else:
+        log.info("sampled evaluation: extracting the neighbourhoods of %d nodes with fan-outs %s with Spark",
+                 len(seeds), ",".join(map(str, fanouts)))
+        nodes, edges = sample_neighbourhood(spark, nodes_df, mp_edges, seeds, fanouts, seed=cfg.seed)
     graph = build_graph(nodes, edges)
     log.info("sampled evaluation graph: %d nodes, %d edges", graph.num_nodes, graph.edge_index.shape[1] // 2)
     if cfg.task == "node":
@@ -161,6 +185,7 @@ def _sampled(spark: SparkSession, lake: Lake, cfg: TrainConfig) -> Evaluator:
 
 def build_evaluator(spark: SparkSession, lake: Lake, cfg: TrainConfig) -> Evaluator:
     """The evaluator the train job uses for ``cfg`` on ``lake`` (see the module docstring)."""
-    if eval_mode(cfg, lake.meta.num_edges) == "full":
+    meta = lake.meta
+    if eval_mode(cfg, meta.num_nodes, meta.num_edges, meta.feature_dim) == "full":
         return _full(lake, cfg)
     return _sampled(spark, lake, cfg)
