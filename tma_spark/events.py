@@ -7,6 +7,8 @@ on the driver only. Events emitted so far:
 
 * ``partition.phase`` (``phase``: setup, assignment, nodes, edges, stats, commit): the partition job starts
   that phase; each phase lasts until the next one starts or the job returns.
+* ``partition.lpa_iteration`` (``iteration``, ``changed``, ``nodes``, ``seconds``, ``partitions``): an iteration
+  of the built-in label propagation finished.
 
 Example::
 

@@ -12,7 +12,9 @@ Output (``PARTS``)::
 
 Self-loops are dropped (GNN layers add their own) and counted; duplicate
 edges are counted and kept (trainers coalesce them when they build their CSR).
-Like a lake, PARTS is written to a staging folder and renamed into place.
+Like a lake, PARTS is written to a staging folder and renamed into place. The super and metis strategies
+keep their intermediate results (label propagation's iterations, the assignment) in a hidden scratch sibling
+``.PARTS.scratch-*`` on the same store, deleted when the job ends, whether it succeeds or fails.
 """
 
 from __future__ import annotations
@@ -42,8 +44,11 @@ log = logging.getLogger(__name__)
 FULL_STATS_AUTO_MAX_EDGES = 20_000_000
 
 
-def _assign(spark: SparkSession, cfg: PartitionConfig, nodes: DataFrame, edges: DataFrame, num_nodes: int):
-    """(nodes with part, edges with src_part/dst_part, assignment, extra statistics)."""
+def _assign(spark: SparkSession, cfg: PartitionConfig, nodes: DataFrame, edges: DataFrame, num_nodes: int,
+            num_edges: int, scratch: str):
+    """(nodes with part, edges with src_part/dst_part, assignment, extra statistics). ``scratch``: a folder
+    for label propagation's iterations and the computed assignment, which the caller deletes when the job
+    ends."""
     if cfg.strategy == "random":
         part = lambda c: strategies.random_part(F.col(c), cfg.parts, cfg.seed)  # noqa: E731
         nodes_p = nodes.withColumn("part", part("id"))
@@ -56,13 +61,31 @@ def _assign(spark: SparkSession, cfg: PartitionConfig, nodes: DataFrame, edges: 
         m = cfg.super_nodes or supernodes.default_super_nodes(num_nodes, cfg.parts)
         assignment, _, extra = supernodes.super_assignment(
             spark, nodes, edges, num_nodes, cfg.parts, cfg.seed, m, cfg.super_method, cfg.lpa_iter, cfg.lpa,
-            cfg.metis_max_edges)
-    assignment = assignment.localCheckpoint()
+            cfg.metis_max_edges, scratch, cfg.lpa_tolerance, num_edges)
+    assignment = _stored(spark, assignment, fs.join(scratch, "assignment"))
     nodes_p = nodes.join(assignment, "id")
     a_src = assignment.select(F.col("id").alias("src"), F.col("part").alias("src_part"))
     a_dst = assignment.select(F.col("id").alias("dst"), F.col("part").alias("dst_part"))
     edges_p = edges.join(a_src, "src").join(a_dst, "dst")
     return nodes_p, edges_p, assignment, extra
+
+
+def _stored(spark: SparkSession, df: DataFrame, path: str) -> DataFrame:
+    """``df`` written as Parquet at ``path`` and read back: computed once, on reliable storage (unlike
+    ``localCheckpoint``, it survives the loss of an executor), and with its real size known to Spark, which
+    then broadcasts it to the node and edge joins when it is small (``spark.sql.autoBroadcastJoinThreshold``)
+    instead of shuffling every edge twice (10^7 edges, 10^6 nodes: 3-4 s against 15-17 s)."""
+    df.write.mode("errorifexists").parquet(path)
+    return spark.read.parquet(path)
+
+
+def _delete_scratch(spark: SparkSession, scratch: str) -> None:
+    """Delete the job's scratch folder (success or failure); a failure to do so is logged, not raised, so that
+    it never hides the job's own outcome."""
+    try:
+        fs.delete(spark, scratch)
+    except Exception as exc:  # noqa: BLE001 - cleanup only
+        log.warning("could not delete the scratch folder %s (%s): delete it by hand", scratch, exc)
 
 
 def _warn_idle_parts(stats: dict, num_nodes: int, num_classes: int) -> None:
@@ -100,17 +123,18 @@ def partition(spark: SparkSession, cfg: PartitionConfig) -> dict:
     out = check_output_path(spark, cfg.out, cfg.overwrite, what="Partitions folder",
                             kind="partitions")
     nodes, edges = lake.nodes(), lake.edges()
-    events.emit("partition.phase", phase="assignment")
-    nodes_p, edges_p, assignment, extra = _assign(spark, cfg, nodes, edges, lake.meta.num_nodes)
-    # Graph-wide totals are observed while the edges stream through the write: no extra pass.
-    totals = Observation("edge_totals")
-    edges_p = edges_p.observe(totals, F.count(F.lit(1)).alias("edges"),
-                              F.sum((F.col("src") == F.col("dst")).cast("long")).alias("self_loops"))
-    intra = edges_p.where((F.col("src_part") == F.col("dst_part")) & (F.col("src") != F.col("dst")))
-    kept = intra.withColumn("part", F.col("src_part")).drop("src_part", "dst_part")
-
     staging = commits.staging_sibling(out)
+    scratch = commits.staging_sibling(out, "scratch")  # label propagation's iterations and the assignment
     try:
+        events.emit("partition.phase", phase="assignment")
+        nodes_p, edges_p, assignment, extra = _assign(spark, cfg, nodes, edges, lake.meta.num_nodes,
+                                                      lake.meta.num_edges, scratch)
+        # Graph-wide totals are observed while the edges stream through the write: no extra pass.
+        totals = Observation("edge_totals")
+        edges_p = edges_p.observe(totals, F.count(F.lit(1)).alias("edges"),
+                                  F.sum((F.col("src") == F.col("dst")).cast("long")).alias("self_loops"))
+        intra = edges_p.where((F.col("src_part") == F.col("dst_part")) & (F.col("src") != F.col("dst")))
+        kept = intra.withColumn("part", F.col("src_part")).drop("src_part", "dst_part")
         for name, df in (("assignment", assignment), ("nodes", nodes_p), ("edges", kept)):
             log.info("writing %s/%s", out, name)
             writer = df.write.format(cfg.format).mode("errorifexists")
@@ -133,6 +157,8 @@ def partition(spark: SparkSession, cfg: PartitionConfig) -> dict:
     except BaseException:
         fs.delete(spark, staging)
         raise
+    finally:
+        _delete_scratch(spark, scratch)
     _warn_idle_parts(stats, lake.meta.num_nodes, lake.meta.num_classes)
     log.info("partitioned %s into %d parts (%s) at %s: edge retention %.3f, label TV %.3f, balance %.3f, %.1f s",
              lake.path, cfg.parts, cfg.strategy, out, stats["edge_retention"], stats["label_tv"],
