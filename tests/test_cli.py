@@ -80,7 +80,7 @@ def test_console_script_and_spark_submit_job_behave_alike(tmp_path):
     # bad input through the console script: clear message, exit status 2, nothing written
     r = subprocess.run([BIN / "tma-spark", "ingest", "--lake", tmp_path / "c", "--npz", tmp_path / "missing.npz"],
                        capture_output=True, text=True, env=env)
-    assert r.returncode == 2 and "not a readable npz file" in r.stderr and "Traceback" not in r.stderr
+    assert r.returncode == 2 and "missing.npz does not exist" in r.stderr and "Traceback" not in r.stderr
     assert not (tmp_path / "c").exists()
     # both lakes hold the same edges
     from pyspark.sql import SparkSession
