@@ -131,8 +131,7 @@ def get_spark(master: Optional[str] = None, app_name: str = "tma_spark", jar_mod
             log.warning("--conf %s ignored: Spark was already started (give them to spark-submit or the cluster)",
                         ", ".join(ignored))
     hadoop = spark.sparkContext._jsc.hadoopConfiguration()
-    for key, value in conf.items():
-        if key.startswith("spark.hadoop."):
-            hadoop.set(key[len("spark.hadoop."):], str(value))
+    for key, value in fs.hadoop_keys(conf).items():
+        hadoop.set(key, value)
     fs.use_spark_settings(spark)
     return spark
