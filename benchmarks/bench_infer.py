@@ -75,12 +75,13 @@ def pyg_worker(spec: dict) -> dict:
             "threads": torch.get_num_threads()}
 
 
-def run_spark(spark, lake: str, run: str, out: str) -> dict:
+def run_spark(spark, lake: str, run: str, out: str, **sizes) -> dict:
+    """``sizes``: InferConfig's ``shuffle_partition_mb`` and ``arrow_batch_mb`` (its defaults when absent)."""
     from tma_spark.infer import InferConfig, infer
 
     with Watch(find_jvm()) as watch:
         t0 = time.perf_counter()
-        result = infer(spark, InferConfig(lake=lake, run=run, out=out))
+        result = infer(spark, InferConfig(lake=lake, run=run, out=out, **sizes))
         wall = time.perf_counter() - t0
     return {"status": "ok", "wall_s": wall, "driver_peak_rss": watch.driver_peak, "jvm_peak_rss": watch.jvm_peak,
             "workers_peak_rss": watch.sampled_peak or None, "other_cpu_s": watch.other_cpu_s, "test": result["test"],
@@ -144,6 +145,8 @@ def main() -> None:
     ap.add_argument("--synthetic-edges", type=float, default=1e7)
     ap.add_argument("--hidden", type=int, default=128)
     ap.add_argument("--data-dir", default=None)
+    ap.add_argument("--shuffle-partition-mb", type=int, default=None, help="infer's setting (default: its own)")
+    ap.add_argument("--arrow-batch-mb", type=int, default=None, help="infer's setting (default: its own)")
     ap.add_argument("--exactness-seconds", type=float, default=60.0,
                     help="training time of the Amazon Computers exactness check (0 = skip it)")
     args = ap.parse_args()
@@ -163,7 +166,9 @@ def main() -> None:
             info = make_lake(spark, graph, lake, int(args.synthetic_edges), args.data_dir)
             write_run(run, info["feature_dim"], args.hidden, info["classes"])
             log.info("%s: %s", graph, info)
-            spark_row = run_spark(spark, lake, str(run), str(work / f"{graph}_pred"))
+            sizes = {k: v for k, v in (("shuffle_partition_mb", args.shuffle_partition_mb),
+                                       ("arrow_batch_mb", args.arrow_batch_mb)) if v is not None}
+            spark_row = run_spark(spark, lake, str(run), str(work / f"{graph}_pred"), **sizes)
             pyg_row = run_worker(__file__, "pyg", {"lake": lake, "run": str(run)}, work)
             rows.append({"graph": graph, **info, "spark": spark_row, "pyg": pyg_row})
             log.info("%s: spark %s | pyg %s", graph, spark_row, pyg_row)

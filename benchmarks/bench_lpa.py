@@ -44,7 +44,7 @@ from pathlib import Path
 import numpy as np
 import psutil
 
-from common import RESULTS, Watch, find_jvm, machine_info, mb, run_worker, worker_main, write_results
+from common import RESULTS, WorkersWatch, find_jvm, machine_info, mb, run_worker, worker_main, write_results
 
 log = logging.getLogger("bench_lpa")
 
@@ -174,27 +174,6 @@ def old_builtin_lpa(spark, nodes, edges, max_iter: int):
 
 
 # -- measurement --------------------------------------------------------------------------------------------
-
-class WorkersWatch(Watch):
-    """:class:`common.Watch` whose sampled peak sums only the JVM's Python workers: the JVM also starts
-    short-lived helpers (``jspawnhelper`` running Hadoop's shell commands for local files), whose RSS, sampled
-    between their fork and exec, is the JVM's own."""
-
-    def _sample(self) -> None:
-        while not self._stop.wait(0.05):
-            total = 0
-            try:
-                procs = self.sampled.children(recursive=True) if self.sampled is not None else []
-            except psutil.Error:
-                continue
-            for q in procs:
-                try:
-                    if q.name().startswith("python"):
-                        total += q.memory_info().rss
-                except psutil.Error:
-                    pass
-            self.sampled_peak = max(self.sampled_peak, total)
-
 
 def wait_for_no_workers(jvm, timeout: float = 60.0) -> None:
     """Wait until the Python workers of the ingest's session have exited (they linger a few seconds after

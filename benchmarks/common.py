@@ -154,6 +154,32 @@ class Watch:
         self.other_cpu_s = sum(v for (pid, _), v in used.items() if pid not in ours)
 
 
+class WorkersWatch(Watch):
+    """:class:`Watch` whose sampled peak sums only the JVM's Python workers (``sampled_peak``), and which also
+    keeps the largest single worker's peak (``largest``): the JVM also starts short-lived helpers
+    (``jspawnhelper`` running Hadoop's shell commands for local files), whose RSS, sampled between their fork
+    and exec, is the JVM's own."""
+
+    largest = 0
+
+    def _sample(self) -> None:
+        while not self._stop.wait(0.05):
+            total = 0
+            try:
+                procs = self.sampled.children(recursive=True) if self.sampled is not None else []
+            except psutil.Error:
+                continue
+            for q in procs:
+                try:
+                    if q.name().startswith("python"):
+                        rss = q.memory_info().rss
+                        total += rss
+                        self.largest = max(self.largest, rss)
+                except psutil.Error:
+                    pass
+            self.sampled_peak = max(self.sampled_peak, total)
+
+
 def start_spark(master: str, app_name: str):
     """A Spark session on ``master`` and its JVM process (None, with a warning, when it is not found)."""
     from tma_spark.session import get_spark

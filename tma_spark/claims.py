@@ -92,7 +92,16 @@ def claimed(spark, path: str, command: str) -> Iterator[None]:
         recover_interrupted_commit(spark, path)
         yield
     finally:
+        _release(spark, where)
+
+
+def _release(spark, where: str) -> None:
+    """Delete the claim file; when the session's JVM is gone (it died, e.g. of an OutOfMemoryError), through
+    pyarrow instead, so that the failed job leaves no claim behind."""
+    try:
         fs.delete(spark, where)
+    except Exception:  # noqa: BLE001 -- Py4J errors when the JVM died
+        fs.delete(None, where)
 
 
 def claiming(output: str, command: str, local: bool = False) -> Callable:

@@ -18,7 +18,7 @@ from typing import Dict, List, Optional
 from . import __version__, fs, jsonsafe
 from .commands import CONFIG_COMMANDS, SETTINGS, build_config, config_paths, file_settings, spark_settings
 from .configfile import STEPS, command_defaults, load_config
-from .errors import TmaSparkError
+from .errors import OutOfMemory, TmaSparkError, note_size, noted_size, out_of_memory_message
 from .settings import add_arguments
 
 __all__ = ["main", "build_parser"]
@@ -41,6 +41,9 @@ _DOCS = {
               "Train every method on one lake with the same model, hyper-parameters, budget and cores, once per "
               "seed; write BENCH/results.json, report.md and curves.png."),
 }
+
+
+_COMMANDS = (*_DOCS, "jars", "run")
 
 
 def _add_mlflow(parser: argparse.ArgumentParser, what: str, where: str = "") -> None:
@@ -109,11 +112,96 @@ def _trainers(cfg) -> int:
     return open_parts(None, cfg.partitions).parts
 
 
+class _LastStep(logging.Handler):
+    """Remembers the last INFO line of tma_spark's loggers: the step an out-of-memory message names (none
+    with ``-q``, which logs no INFO lines)."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.INFO)
+        self.step: Optional[str] = None
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if record.levelno == logging.INFO:
+            self.step = record.getMessage()
+
+
+_LAST_STEP = _LastStep()
+
+
+def _not_py4j_on_root(record: logging.LogRecord) -> bool:
+    """False for py4j's records on the root logger: when the JVM dies, py4j logs "Exception while sending
+    command." with a traceback there (not on its own logger), and the CLI reports the failure itself."""
+    return not (record.name == "root" and f"{os.sep}py4j{os.sep}" in record.pathname)
+
+
 def _setup_logging(args: argparse.Namespace) -> None:
     level = logging.WARNING if args.quiet else logging.DEBUG if args.verbose else logging.INFO
     logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s", datefmt="%H:%M:%S",
                         stream=sys.stderr, force=True)
     logging.getLogger("py4j").setLevel(logging.WARNING)
+    if not args.verbose:
+        for handler in logging.getLogger().handlers:
+            handler.addFilter(_not_py4j_on_root)
+    _LAST_STEP.step = None
+    note_size(None)
+    if _LAST_STEP not in log.handlers:
+        log.addHandler(_LAST_STEP)
+
+
+def _error_text(exc: BaseException) -> str:
+    """The text of ``exc`` and of its causes (a Py4J error's text holds the Java exception and its causes)."""
+    parts, seen = [], set()
+    while exc is not None and id(exc) not in seen:
+        seen.add(id(exc))
+        try:
+            parts.append(f"{type(exc).__name__}: {exc}")
+        except Exception as failed:  # noqa: BLE001 -- a Py4J error asks its JVM, which may be gone, for its text
+            parts.append(f"{type(exc).__name__}: <str() failed: {type(failed).__name__}>")
+        exc = exc.__cause__ or exc.__context__
+    return "\n".join(parts)
+
+
+_MEMORY_KEYS = ("spark.driver.memory", "spark.executor.memory")
+_SESSION_MEMORY: Dict[str, str] = {}  # the session's memory settings, read when it started (its JVM may die)
+
+
+def _memory_settings() -> Dict[str, str]:
+    """The running session's ``spark.driver.memory`` and ``spark.executor.memory`` (those set); when its JVM
+    does not answer, those read when the session started ({} when unknown)."""
+    try:
+        from pyspark import SparkContext
+
+        sc = SparkContext._active_spark_context
+        if sc is None:
+            return dict(_SESSION_MEMORY)
+        conf = sc.getConf()
+        return {k: conf.get(k) for k in _MEMORY_KEYS if conf.contains(k)}
+    except Exception:  # noqa: BLE001 -- the JVM is gone: what was read at the start
+        return dict(_SESSION_MEMORY)
+
+
+def _jvm_exit_status(text: str) -> Optional[int]:
+    """The exit status of the driver JVM this process launched, when it has exited (else None). When the
+    error says the JVM stopped answering, wait a few seconds for it to exit."""
+    try:
+        from pyspark import SparkContext
+
+        proc = getattr(SparkContext._gateway, "proc", None)  # None under spark-submit: its launcher owns the JVM
+        if proc is None:
+            return None
+        gone = any(s in text for s in ("Py4JNetworkError", "Answer from Java side is empty", "ConnectionRefused",
+                                       "ConnectionResetError", "str() failed"))
+        return proc.wait(timeout=10) if gone else proc.poll()
+    except Exception:  # noqa: BLE001 -- still running after the wait, or no launcher to ask
+        return None
+
+
+def _out_of_memory(command: str, exc: BaseException) -> Optional[OutOfMemory]:
+    """``exc`` as one clear :class:`OutOfMemory` error when it reports a JVM out of memory, else None."""
+    text = _error_text(exc)
+    message = out_of_memory_message(text, command, _memory_settings(), step=_LAST_STEP.step, size=noted_size(),
+                                    jvm_exit_status=_jvm_exit_status(text))
+    return OutOfMemory(message) if message else None
 
 
 def _parse(argv: List[str]) -> argparse.Namespace:
@@ -180,6 +268,8 @@ def run(argv: Optional[List[str]] = None) -> int:
     paths = config_paths(cfg) if cfg is not None else [args.lake]
     spark = get_spark(master=master, quiet=args.quiet, conf=conf,
                       object_store=any(fs.is_remote(p) for p in paths))
+    _SESSION_MEMORY.clear()
+    _SESSION_MEMORY.update(_memory_settings())  # for an out-of-memory message after its JVM died
     for path in paths:
         fs.check_reachable(path)
     if args.command == "ingest":
@@ -224,9 +314,20 @@ def run(argv: Optional[List[str]] = None) -> int:
 
 
 def main(argv: Optional[List[str]] = None) -> None:
-    """Console entry point: user errors print one clear message and exit with status 2."""
+    """Console entry point: user errors print one clear message and exit with status 2; a JVM out of memory
+    prints one line naming the setting to raise and exits with status 3 (its traceback is logged at debug)."""
+    argv = list(sys.argv[1:] if argv is None else argv)
     try:
-        code = run(argv)
+        try:
+            code = run(argv)
+        except TmaSparkError:
+            raise
+        except Exception as exc:  # a JVM out of memory is a setting to raise: one line, not a Py4J traceback
+            oom = _out_of_memory(next((a for a in argv if a in _COMMANDS), "?"), exc)
+            if oom is None:
+                raise
+            log.debug("the out-of-memory error in full", exc_info=True)
+            raise oom from None
     except TmaSparkError as exc:
         logging.getLogger("tma_spark").error("%s", exc)
         sys.exit(exc.exit_code)

@@ -117,7 +117,47 @@ def test_unknown_aggregation_is_refused(cora):
         propagate(und, values, "max")
 
 
-def test_fastrp_features_are_deterministic_standardized_and_structural(spark, cora):
+def test_passthrough_columns_arrive_with_the_aggregate_through_one_node_join(spark, cora):
+    """Columns of ``values`` besides id and vec come back in the same rows (no second join for the caller), and
+    ``node_partitions`` sizes the one node-level join."""
+    from pyspark.sql import functions as F
+
+    from tma_spark.graphops.propagate import propagate
+
+    lake, g, x, und, values = cora
+    extra = values.withColumn("root", F.col("vec")).withColumn("tag", F.col("id") * 2)
+    out = propagate(und, extra, "mean", num_partitions=2, node_partitions=11)  # above the session's 8 (see below)
+    assert out.columns == ["id", "vec", "root", "tag"]
+    assert out.rdd.getNumPartitions() == 11
+    plan = out._jdf.queryExecution().optimizedPlan().toString()
+    assert plan.count("Join ") == 2, plan  # the messages' join and the node-level join, nothing else
+    t = out.toArrow()
+    order = np.argsort(t.column("id").to_numpy())
+    assert np.abs(np.stack(t.column("vec").to_pylist())[order] - _reference("mean", x, g.edge_index)).max() < 1e-5
+    np.testing.assert_array_equal(np.stack(t.column("root").to_pylist())[order], x)
+    assert (t.column("tag").to_numpy()[order] == 2 * np.arange(g.num_nodes)).all()
+    with pytest.raises(ValueError, match="cnt"):
+        propagate(und, values.withColumn("cnt", F.lit(1)), "sum")
+
+
+def test_run_sums_carry_runs_across_batches_and_leave_as_float32():
+    """The reducer alone (no Spark): runs split over batches are summed once, in float64, emitted as float32."""
+    from tma_spark.graphops.propagate import _run_sums, vector_column
+
+    def batch(dst, vec):
+        return pa.RecordBatch.from_arrays([pa.array(dst, pa.int64()), vector_column(np.array(vec, np.float32))],
+                                          names=["dst", "vec"])
+
+    big = 1e8  # float32 has 24 bits: 1e8 + 1 - 1e8 is 0 in float32 sums, 1 in float64 ones
+    out = pa.Table.from_batches(list(_run_sums(iter([batch([0, 0, 1], [[1.0], [2.0], [big]]),
+                                                     batch([1, 1], [[1.0], [-big]]), batch([3], [[5.0]])]))))
+    assert out.schema.field("agg").type == pa.list_(pa.float32())
+    assert out.column("id").to_pylist() == [0, 1, 3]
+    assert out.column("agg").to_pylist() == [[3.0], [1.0], [5.0]]
+    assert out.column("cnt").to_pylist() == [2, 3, 1]
+
+
+def test_fastrp_features_are_deterministic_standardized_and_structural(spark, cora, tmp_path):
     from tma_spark.graphops.fastrp import fastrp_features
 
     lake, g, x, und, values = cora
@@ -126,12 +166,14 @@ def test_fastrp_features_are_deterministic_standardized_and_structural(spark, co
     before = spark.conf.get(key)
     spark.conf.set(key, "2")  # Cora is small: fewer tasks keep the test short
     try:
-        a = _matrix(fastrp_features(lake.nodes(), lake.edges(), dim=dim, seed=0), "features")
+        a = _matrix(fastrp_features(lake.nodes(), lake.edges(), str(tmp_path / "a"), dim=dim, seed=0), "features")
         # Seed checks with one propagation (H_0 + H_1) to keep the test short; H_0 is where the seed acts.
-        short = [_matrix(fastrp_features(lake.nodes(), lake.edges(), dim=dim, seed=s, weights=(1.0, 1.0)),
-                         "features") for s in (0, 0, 1)]
+        short = [_matrix(fastrp_features(lake.nodes(), lake.edges(), str(tmp_path / f"s{i}"), dim=dim, seed=s,
+                                         weights=(1.0, 1.0)), "features") for i, s in enumerate((0, 0, 1))]
     finally:
         spark.conf.set(key, before)
+    # The state lives on storage; only the last step's, which the result reads, is left for the caller to delete.
+    assert sorted(p.name for p in (tmp_path / "a").iterdir()) == ["state3"]
     assert a.shape == (n, dim) and np.isfinite(a).all()
     np.testing.assert_allclose(short[0], short[1], atol=1e-5)
     assert np.abs(short[0] - short[2]).max() > 0.5
@@ -168,7 +210,10 @@ def test_attention_propagate_matches_pyg_gatconv(spark, cora, batch_rows):
     old = spark.conf.get("spark.sql.execution.arrow.maxRecordsPerBatch")
     spark.conf.set("spark.sql.execution.arrow.maxRecordsPerBatch", batch_rows)
     try:
-        got = _matrix(attention_propagate(und, spark.createDataFrame(table), heads=2, num_partitions=2))
+        out = attention_propagate(und, spark.createDataFrame(table), heads=2, num_partitions=2)
+        plan = out._jdf.queryExecution().optimizedPlan().toString()
+        assert plan.count("Join ") == 1, plan  # edges with senders; a_dst comes with each node's self message
+        got = _matrix(out)
     finally:
         spark.conf.set("spark.sql.execution.arrow.maxRecordsPerBatch", old)
     assert got.shape == (g.num_nodes, 6)

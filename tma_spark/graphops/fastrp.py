@@ -7,20 +7,28 @@ is ever built on the driver and the result does not depend on partitioning. ``H_
 ``deg^normalize_degree``; ``H_k = mean-propagate(H_{k-1})`` (the row-normalized adjacency, ``D^-1 A``);
 the embedding is ``sum_k weights[k] * H_k / ||H_k||`` (rows L2-normalized), then each column is standardized
 over nodes (zero mean, unit variance) so it can feed a GNN directly.
+
+State between steps (the symmetric edges, degrees, ``(H_k, running sum)``) is written as Parquet to a scratch
+folder the caller owns and read back, rather than kept in ``localCheckpoint`` blocks that an executor loss
+destroys; each step's state is deleted once the next is written. Each propagation is one message shuffle and
+one node-level join (the running sum rides through :func:`~tma_spark.graphops.propagate.propagate` as a
+passthrough column), both sized from the data (:mod:`tma_spark.graphops.sizing`).
 """
 
 from __future__ import annotations
 
 import logging
-from typing import Iterator, Optional, Sequence, Tuple
+from typing import Iterator, Sequence, Tuple
 
 import numpy as np
 import pyarrow as pa
 from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
+from .. import fs
 from ..arrays import splitmix64
 from .propagate import degrees, propagate, undirected_edges, vector_column, vector_matrix
+from .sizing import SHUFFLE_PARTITION_MB, row_bytes, shuffle_partitions
 
 __all__ = ["fastrp_features", "random_projection"]
 
@@ -93,24 +101,33 @@ def _standardize(df: DataFrame, column: str) -> DataFrame:
     return df.mapInArrow(scale, f"id long, {column} array<float>")
 
 
-def fastrp_features(nodes: DataFrame, edges: DataFrame, dim: int = 128, seed: int = 0,
-                    weights: Sequence[float] = (0.0, 1.0, 1.0, 1.0),
-                    normalize_degree: float = -0.5, num_partitions: Optional[int] = None) -> DataFrame:
+def _stored(df: DataFrame, path: str) -> DataFrame:
+    """``df`` written as Parquet at ``path`` and read back: cuts lineage and survives an executor loss."""
+    df.write.mode("overwrite").parquet(path)
+    return df.sparkSession.read.parquet(path)
+
+
+def fastrp_features(nodes: DataFrame, edges: DataFrame, scratch: str, dim: int = 128, seed: int = 0,
+                    weights: Sequence[float] = (0.0, 1.0, 1.0, 1.0), normalize_degree: float = -0.5,
+                    shuffle_partition_mb: float = SHUFFLE_PARTITION_MB) -> DataFrame:
     """(id, features array<float>) for every node of ``nodes(id)``: FastRP embeddings, column-standardized.
 
     Args:
         nodes, edges: lake tables (``edges`` treated as undirected, self loops and duplicates dropped).
+        scratch: a folder for the intermediate state (any store :mod:`tma_spark.fs` takes; it should not exist).
+            The returned DataFrame reads the last state from it, so the caller deletes it (``fs.delete``) only
+            after it has consumed the result, e.g. in a ``finally`` after the lake is written.
         dim: embedding dimension.
         seed: seed of the random projection; same seed, same features.
         weights: ``weights[k]`` multiplies the L2-normalized ``H_k``, k = 0..len(weights)-1 (the paper's
             default skips ``H_0``).
         normalize_degree: ``beta`` in the paper: ``R_0``'s row i is scaled by ``max(deg_i, 1)^beta``.
-        num_partitions: partitions of each propagation's message shuffle (default
-            ``spark.sql.shuffle.partitions``); size it to the edge count.
+        shuffle_partition_mb: target size of a shuffle partition: each propagation's message shuffle and node
+            join get partitions for about this many MB each (:func:`~tma_spark.graphops.sizing.shuffle_partitions`).
 
-    Intermediate tables are ``localCheckpoint``-ed each iteration so query plans stay short. Runs
-    ``len(weights) - 1`` propagations plus a moments pass; the returned DataFrame is lazy on the last checkpoint.
-    Reproducible up to float rounding of the column statistics (their summation order follows shuffle order).
+    Runs ``len(weights) - 1`` propagations plus a moments pass; the returned DataFrame is lazy on the last
+    state in ``scratch``. Reproducible up to float rounding of the column statistics (their summation order
+    follows shuffle order).
     """
     if dim < 1:
         raise ValueError(f"fastrp_features: dim={dim} must be at least 1")
@@ -118,8 +135,13 @@ def fastrp_features(nodes: DataFrame, edges: DataFrame, dim: int = 128, seed: in
         raise ValueError("fastrp_features: weights must have at least one entry (for H_0)")
     weights = [float(w) for w in weights]
     beta = float(normalize_degree)
-    und = undirected_edges(edges).localCheckpoint()
-    deg = degrees(und, nodes).localCheckpoint()
+    spark = nodes.sparkSession
+    und = _stored(undirected_edges(edges), f"{scratch}/edges")
+    deg = _stored(degrees(und, nodes), f"{scratch}/deg")
+    cores = spark.sparkContext.defaultParallelism
+    messages = shuffle_partitions(und.count(), row_bytes(dim, 3), shuffle_partition_mb, cores)  # src, dst, h
+    node_rows = shuffle_partitions(deg.count(), row_bytes(2 * dim, 6, 2), shuffle_partition_mb, cores)  # acc, sum
+    log.info("fastrp: %d message partitions, %d node partitions", messages, node_rows)
 
     def initial(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
         for b in batches:
@@ -129,10 +151,11 @@ def fastrp_features(nodes: DataFrame, edges: DataFrame, dim: int = 128, seed: in
                 h = random_projection(ids.to_numpy(), dim, seed) * (d ** beta)[:, None]
                 yield _state_batch(ids, h, weights[0] * _l2_rows(h))
 
-    state = deg.mapInArrow(initial, _STATE_SCHEMA).localCheckpoint()
+    state = _stored(deg.mapInArrow(initial, _STATE_SCHEMA), f"{scratch}/state0")
     for k, w in enumerate(weights[1:], start=1):
         log.info("fastrp: propagation %d/%d", k, len(weights) - 1)
-        h = propagate(und, state.select("id", F.col("h").alias("vec")), "mean", num_partitions=num_partitions)
+        h = propagate(und, state.select("id", F.col("h").alias("vec"), "acc"), "mean", num_partitions=messages,
+                      node_partitions=node_rows)  # (id, vec = H_k, acc): the running sum rides along
 
         def accumulate(batches: Iterator[pa.RecordBatch], w: float = w) -> Iterator[pa.RecordBatch]:
             for b in batches:
@@ -140,6 +163,8 @@ def fastrp_features(nodes: DataFrame, edges: DataFrame, dim: int = 128, seed: in
                     hk = vector_matrix(b.column("vec"))
                     yield _state_batch(b.column("id"), hk, vector_matrix(b.column("acc")) + w * _l2_rows(hk))
 
-        state = state.select("id", "acc").join(h, "id").mapInArrow(accumulate, _STATE_SCHEMA).localCheckpoint()
-    und, deg = None, None  # drop references so Spark's cleaner can free the checkpoint blocks
+        state = _stored(h.mapInArrow(accumulate, _STATE_SCHEMA), f"{scratch}/state{k}")
+        fs.delete(spark, f"{scratch}/state{k - 1}")
+    for done in ("edges", "deg"):
+        fs.delete(spark, f"{scratch}/{done}")
     return _standardize(state.select("id", F.col("acc").alias("features")), "features")

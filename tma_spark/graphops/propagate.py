@@ -1,16 +1,24 @@
 """One step of message passing over the whole graph as a Spark job (joins + Arrow vectorized UDFs).
 
-The graph never reaches the driver. For ``values(id, vec)``:
+The graph never reaches the driver. For ``values(id, vec, *passthrough)``:
 
-1. messages = ``und`` joined to ``values`` on ``src = id``: one row ``(dst, vec[, scale])`` per directed edge;
+1. messages = ``und`` joined to ``values`` on ``src = id``: one row ``(src, dst, vec[, scale])`` per directed
+   edge, ``vec`` float32 as given;
 2. ``repartition(P, dst)`` + ``sortWithinPartitions(dst, src)``: each node's messages form one contiguous run
-   (ordered by ``src``, so float sums are reproducible);
+   (ordered by ``src``, so float sums are reproducible). ``P`` is the caller's, sized from the data
+   (:func:`tma_spark.graphops.sizing.shuffle_partitions`: about 128 MB per partition);
 3. ``mapInArrow``: each Arrow batch's ``list<float>`` column becomes an ``(n, d)`` numpy matrix, runs of equal
-   ``dst`` are summed with ``np.add.reduceat`` (float64), and the last run of a batch is carried into the next
-   batch, so each ``dst`` is emitted once per partition. Memory per task is bounded by the Arrow batch size
-   (``spark.sql.execution.arrow.maxRecordsPerBatch``), never by a node's degree;
-4. the sums are left-joined back to ``values`` ids (isolated nodes get zeros) and finished per node in a
-   second ``mapInArrow`` (mean division, GCN scaling and self term), cast to float32.
+   ``dst`` are summed with ``np.add.reduceat`` (in float64 inside the batch), and the last run of a batch is
+   carried into the next batch, so each ``dst`` is emitted once per partition. The sums leave the task as
+   float32. Memory per task is bounded by the Arrow batch size (``spark.sql.execution.arrow.maxBytesPerBatch``
+   / ``maxRecordsPerBatch``), never by a node's degree;
+4. the sums are left-joined back to ``values`` ids (isolated nodes get zeros): the only node-level join. Every
+   other column of ``values`` rides along (e.g. a layer's own-node term ``root``, FastRP's running sum), so
+   the caller needs no second join to bring them back. A second ``mapInArrow`` finishes each node (mean
+   division, GCN scaling and self term) and writes float32.
+
+Everything that crosses a shuffle or is written is float32 (messages, sums, results); only the per-batch sums
+and the finishing arithmetic run in float64.
 
 Semantics match PyG on the graph :func:`tma_spark.train.graphdata.build_graph` builds (symmetric, no self loops,
 no duplicates): ``sum`` is ``scatter_add`` of neighbour vectors, ``mean`` is ``SAGEConv(aggr='mean')``'s
@@ -20,13 +28,14 @@ aggregation, ``gcn`` is ``GCNConv``'s ``gcn_norm`` propagation with self loops.
 from __future__ import annotations
 
 import logging
-from typing import Callable, Iterator, Optional
+from typing import Callable, Iterator, List, Optional, Sequence
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
+from pyspark.sql import types as T
 
 __all__ = ["HOW", "undirected_edges", "degrees", "propagate", "vector_matrix", "vector_column"]
 
@@ -34,12 +43,14 @@ log = logging.getLogger(__name__)
 
 HOW = ("sum", "mean", "gcn")
 
-_SUMS_SCHEMA = "id long, agg array<double>, cnt long"
-_OUT_SCHEMA = "id long, vec array<float>"
+_SUMS_SCHEMA = "id long, agg array<float>, cnt long"
+#: Columns propagate adds to the node side; a passthrough column of ``values`` may not use these names.
+_RESERVED = ("src", "dst", "scale", "agg", "cnt", "deg", "dim")
 
 
-def vector_matrix(arr: pa.Array) -> np.ndarray:
-    """An Arrow ``list<number>`` array of equal-length, non-null vectors as an ``(n, d)`` float64 matrix.
+def vector_matrix(arr: pa.Array, dtype: type = np.float64) -> np.ndarray:
+    """An Arrow ``list<number>`` array of equal-length, non-null vectors as an ``(n, d)`` matrix of ``dtype``
+    (float64 by default; float32 avoids a double-size copy where float32 arithmetic is what is wanted).
 
     Vectorized (``flatten`` + ``reshape``); the dimension is inferred from the data.
     """
@@ -48,11 +59,11 @@ def vector_matrix(arr: pa.Array) -> np.ndarray:
         raise ValueError("vector column has null vectors; every row needs a vector")
     flat = arr.flatten().to_numpy(zero_copy_only=False)
     if n == 0:
-        return np.zeros((0, 0))
+        return np.zeros((0, 0), dtype)
     lengths = pc.min_max(pc.list_value_length(arr))
     if lengths["min"].as_py() != lengths["max"].as_py():
         raise ValueError(f"vectors have different lengths ({lengths['min']}..{lengths['max']}); all rows must match")
-    return np.array(flat, dtype=np.float64).reshape(n, flat.size // n)
+    return np.array(flat, dtype=dtype).reshape(n, flat.size // n)
 
 
 def vector_column(mat: np.ndarray, value_type: pa.DataType = pa.float32()) -> pa.ListArray:
@@ -86,7 +97,7 @@ def degrees(und: DataFrame, nodes: DataFrame) -> DataFrame:
 
 def _sums_batch(ids: np.ndarray, sums: np.ndarray, cnts: np.ndarray) -> pa.RecordBatch:
     return pa.RecordBatch.from_arrays(
-        [pa.array(ids, pa.int64()), vector_column(sums, pa.float64()), pa.array(cnts, pa.int64())],
+        [pa.array(ids, pa.int64()), vector_column(sums, pa.float32()), pa.array(cnts, pa.int64())],
         names=["id", "agg", "cnt"])
 
 
@@ -127,8 +138,9 @@ def _run_sums(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
         yield _sums_batch(np.array([last_id]), last_sum[None, :], np.array([last_cnt]))
 
 
-def _finisher(how: str) -> Callable[[Iterator[pa.RecordBatch]], Iterator[pa.RecordBatch]]:
-    """Per node: neighbour sum (null for isolated nodes) -> the propagated vector for ``how``."""
+def _finisher(how: str, passthrough: Sequence[str]) -> Callable[[Iterator[pa.RecordBatch]], Iterator[pa.RecordBatch]]:
+    """Per node: neighbour sum (null for isolated nodes) -> the propagated vector for ``how``, followed by the
+    ``passthrough`` columns as they came."""
 
     def finish(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
         for b in batches:
@@ -154,14 +166,24 @@ def _finisher(how: str) -> Callable[[Iterator[pa.RecordBatch]], Iterator[pa.Reco
             elif how == "gcn":
                 s = 1.0 / np.sqrt(b.column("deg").to_numpy().astype(np.float64) + 1.0)[:, None]
                 out = s * (out + s * v)  # sum_j v_j s_j s_i + v_i s_i^2
-            yield pa.RecordBatch.from_arrays([b.column("id"), vector_column(out)], names=["id", "vec"])
+            yield pa.RecordBatch.from_arrays([b.column("id"), vector_column(out)] + [b.column(c) for c in passthrough],
+                                             names=["id", "vec", *passthrough])
 
     return finish
 
 
+def _passthrough(values: DataFrame) -> List[str]:
+    """The columns of ``values`` besides ``id`` and ``vec``, refused when they clash with propagate's own."""
+    extra = [c for c in values.columns if c not in ("id", "vec")]
+    clash = sorted(set(extra) & set(_RESERVED))
+    if clash:
+        raise ValueError(f"propagate: values has column(s) {clash}, which propagate uses itself; rename them")
+    return extra
+
+
 def propagate(und: DataFrame, values: DataFrame, how: str, deg: Optional[DataFrame] = None,
-              num_partitions: Optional[int] = None) -> DataFrame:
-    """(id, vec array<float>) for every id in ``values(id, vec array<float>)``:
+              num_partitions: Optional[int] = None, node_partitions: Optional[int] = None) -> DataFrame:
+    """(id, vec array<float>, *passthrough) for every id in ``values(id, vec array<float>, *passthrough)``:
 
     * ``sum``:  sum over neighbours j of v_j;
     * ``mean``: that sum / deg_i (zero vector for isolated nodes) -- PyG ``SAGEConv(aggr='mean')``;
@@ -172,17 +194,27 @@ def propagate(und: DataFrame, values: DataFrame, how: str, deg: Optional[DataFra
         und: the output of :func:`undirected_edges`.
         values: ``(id, vec)``; all vectors of one length. Neighbours without a row in ``values`` send nothing
             (``mean`` then divides by the number of neighbours that did, as PyG does for the edges it is given).
+            Any other column (not one of ``src, dst, scale, agg, cnt, deg, dim``) is passed through to the
+            result unchanged, so that what the caller needs beside the aggregate arrives in the same rows
+            instead of through another join.
         how: one of :data:`HOW`.
         deg: the output of :func:`degrees` (only ``gcn`` uses it; computed from ``und`` if None).
-        num_partitions: partitions of the message shuffle (default ``spark.sql.shuffle.partitions``).
+        num_partitions: partitions of the message shuffle (default ``spark.sql.shuffle.partitions``); size it
+            with :func:`tma_spark.graphops.sizing.shuffle_partitions` (2E rows).
+        node_partitions: partitions of the node-level join of the sums with ``values`` (default: Spark's join
+            planning, ``spark.sql.shuffle.partitions``); size it the same way (N rows). Spark raises a count
+            below ``spark.sql.shuffle.partitions`` to that (its floor for a join of two shuffles), so this
+            matters for large graphs, where the default is far too few.
 
-    Lazy: nothing runs until an action. Sums are accumulated in float64, the result is float32.
+    Lazy: nothing runs until an action. Sums are accumulated in float64 inside a batch and shuffled, joined and
+    returned as float32.
     """
     if how not in HOW:
         raise ValueError(f"propagate: how={how!r} is not one of {HOW}")
     spark = values.sparkSession
     parts = int(num_partitions or spark.conf.get("spark.sql.shuffle.partitions"))
-    vals = values.select(F.col("id").cast("long").alias("id"), "vec")
+    extra = _passthrough(values)
+    vals = values.select(F.col("id").cast("long").alias("id"), "vec", *extra)
     if how == "gcn":
         deg = deg if deg is not None else degrees(und, vals)
         base = vals.join(deg.select("id", "deg"), "id")
@@ -190,11 +222,15 @@ def propagate(und: DataFrame, values: DataFrame, how: str, deg: Optional[DataFra
                               (F.lit(1.0) / F.sqrt(F.col("deg").cast("double") + 1.0)).alias("scale"))
         cols = ["dst", "vec", "scale"]
     else:
-        base = vals.select("id", F.size("vec").alias("dim"))
-        senders = vals.withColumnRenamed("id", "src")
+        base = vals.select("id", F.size("vec").alias("dim"), *extra)
+        senders = vals.select(F.col("id").alias("src"), "vec")
         cols = ["dst", "vec"]
     messages = und.select("src", "dst").join(senders, "src")
     sums = (messages.repartition(parts, "dst").sortWithinPartitions("dst", "src")
             .select(*cols).mapInArrow(_run_sums, _SUMS_SCHEMA))
-    log.debug("propagate how=%s partitions=%d", how, parts)
-    return base.join(sums, "id", "left").mapInArrow(_finisher(how), _OUT_SCHEMA)
+    if node_partitions:
+        base, sums = base.repartition(int(node_partitions), "id"), sums.repartition(int(node_partitions), "id")
+    log.debug("propagate how=%s partitions=%d node partitions=%s passthrough=%s", how, parts, node_partitions, extra)
+    schema = T.StructType([T.StructField("id", T.LongType()), T.StructField("vec", T.ArrayType(T.FloatType()))]
+                          + [vals.schema[c] for c in extra])
+    return base.join(sums, "id", "left").mapInArrow(_finisher(how, extra), schema)

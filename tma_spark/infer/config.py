@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from typing import Optional
 
 from ..errors import ConfigError
+from ..graphops.sizing import ARROW_BATCH_MB, SHUFFLE_PARTITION_MB
 from ..lake import LAKE_FORMATS
 from ..settings import check_choices, setting
 
@@ -32,6 +33,14 @@ class InferConfig:
                               "previous stays readable)")
     eval_negatives: Optional[int] = setting(None, help="link: random nodes each held-out edge is ranked against "
                                             "(default: the run's --eval-negatives)")
+    shuffle_partition_mb: int = setting(SHUFFLE_PARTITION_MB, help="target size of one shuffle partition in MB: "
+                                        "each layer's message shuffle gets ceil(2 x edges x message bytes / this) "
+                                        "partitions, its node-level join ceil(nodes x row bytes / this) "
+                                        "(default %(default)s)")
+    arrow_batch_mb: int = setting(ARROW_BATCH_MB, help="largest Arrow batch in MB handed to a Python worker "
+                                  "(spark.sql.execution.arrow.maxBytesPerBatch for the job): bounds each "
+                                  "worker's data memory at a few times this, at any graph size or width "
+                                  "(default %(default)s)")
 
     def validate(self) -> "InferConfig":
         if not (self.lake and self.run and self.out):
@@ -39,4 +48,10 @@ class InferConfig:
         check_choices(self)
         if self.eval_negatives is not None and self.eval_negatives < 1:
             raise ConfigError(f"--eval-negatives {self.eval_negatives} must be at least 1.")
+        if self.shuffle_partition_mb < 1:
+            raise ConfigError(f"--shuffle-partition-mb {self.shuffle_partition_mb} must be at least 1 (MB); "
+                              "128-256 suits most clusters.")
+        if not 1 <= self.arrow_batch_mb < 2048:
+            raise ConfigError(f"--arrow-batch-mb {self.arrow_batch_mb} must be between 1 and 2047 (MB); "
+                              f"the default {ARROW_BATCH_MB} suits most executors.")
         return self

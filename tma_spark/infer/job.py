@@ -1,12 +1,14 @@
 """``tma-spark infer``: exact full-graph inference of a trained model as Spark jobs, and exact test metrics.
 
 For each layer, Spark aggregates neighbour vectors with
-:func:`tma_spark.graphops.propagate.propagate` (joins plus Arrow vectorized UDFs)
-and applies the layer's dense weights with torch inside ``mapInArrow``
-(:mod:`tma_spark.infer.layers`). Each layer's node vectors are written to a
-staging Parquet folder and read back by the next layer, so an executor's memory
-is bounded by Arrow batches and shuffle blocks however large the graph, and the
-graph never reaches the driver.
+:func:`tma_spark.graphops.propagate.propagate` (one message shuffle and one
+node-level join, float32 throughout, partitions sized from the data with
+``--shuffle-partition-mb``) and applies the layer's dense weights in numpy
+inside ``mapInArrow`` (:mod:`tma_spark.infer.layers`; the executors never
+import torch). Each layer's node vectors are written to a staging Parquet folder
+and read back by the next layer, so an executor's memory is bounded by Arrow
+batches (``--arrow-batch-mb``) and shuffle blocks however large the graph, and
+the graph never reaches the driver.
 
 Output ``PRED`` (Delta by default), one row per node:
 ``id``, ``node_id`` (the original id, through the lake's ``id_map``; equal to
@@ -19,12 +21,13 @@ against the same ``eval_negatives`` random nodes.
 
 from __future__ import annotations
 
+import contextlib
 import io
 import json
 import logging
 import time
 from dataclasses import asdict
-from typing import Tuple
+from typing import Dict, Iterator, Tuple
 
 import numpy as np
 import torch
@@ -42,6 +45,7 @@ from . import layers
 from .attention import attention_propagate
 from .config import InferConfig
 from ..graphops.propagate import degrees, propagate, undirected_edges, vector_matrix
+from ..graphops.sizing import arrow_batch_conf, row_bytes, shuffle_partitions
 
 __all__ = ["InferConfig", "infer", "load_run"]
 
@@ -81,14 +85,40 @@ def _materialize(spark: SparkSession, df: DataFrame, path: str) -> DataFrame:
     return spark.read.parquet(path)
 
 
-def _layer_outputs(spark: SparkSession, lake: Lake, spec: ModelSpec, task: str, state: bytes,
-                   scratch: str) -> DataFrame:
-    """(id, vec) of the model's last layer for every node, layer by layer."""
+class _Shuffles:
+    """Partition counts of one inference's shuffles, sized from the lake (2E directed messages, N nodes) and the
+    widths of each layer's rows, about ``partition_mb`` MB per partition and never fewer than the cores."""
+
+    def __init__(self, spark: SparkSession, lake: Lake, partition_mb: float):
+        self.edges, self.nodes, self.mb = lake.meta.num_edges, lake.meta.num_nodes, partition_mb
+        self.cores = spark.sparkContext.defaultParallelism
+
+    def _parts(self, rows: int, floats: int, fields: int, arrays: int) -> int:
+        return shuffle_partitions(rows, row_bytes(floats, fields, arrays), self.mb, self.cores)
+
+    def messages(self, floats: int, fields: int = 4, arrays: int = 1, self_loops: bool = False) -> int:
+        """Partitions of a message shuffle of rows ``(src, dst, vector[, scale])`` (GAT: plus a self loop per node)."""
+        return self._parts(2 * self.edges + (self.nodes if self_loops else 0), floats, fields, arrays)
+
+    def nodes_join(self, floats: int) -> int:
+        """Partitions of the join of per-node sums with the node rows (``floats`` in all, both sides together)."""
+        return self._parts(self.nodes, floats, 6, 2)
+
+
+def _layer_outputs(spark: SparkSession, lake: Lake, spec: ModelSpec, task: str, state: layers.Weights,
+                   scratch: str, partition_mb: float) -> DataFrame:
+    """(id, vec) of the model's last layer for every node, layer by layer.
+
+    Per message-passing layer: ``pre`` (written), one message shuffle, and one node-level join inside
+    :func:`propagate`, whose result already carries each node's own term ``root`` (a passthrough column), so
+    ``post`` follows without another join. Shuffle partitions are sized from the data (:class:`_Shuffles`).
+    """
     edges = lake.edges()
     if task == "link" and "split" in edges.columns:  # held-out edges stay out of the graph, as in training
         edges = edges.where(F.col("split").isNull() | (F.col("split") == "train"))
     und = _materialize(spark, undirected_edges(edges), f"{scratch}/edges")
     deg = _materialize(spark, degrees(und, lake.nodes()), f"{scratch}/deg") if spec.kind == "gcn" else None
+    shuffles = _Shuffles(spark, lake, partition_mb)
     h = lake.nodes().select("id", F.col("features").alias("vec"))
     for i in range(spec.layers):
         started = time.time()
@@ -98,15 +128,38 @@ def _layer_outputs(spark: SparkSession, lake: Lake, spec: ModelSpec, task: str, 
             pre = _materialize(spark, h.mapInArrow(layers.pre_fn(spec, state, i), layers.PRE_SCHEMA[spec.kind]),
                                f"{scratch}/pre{i}")
             if spec.kind == "gat":
-                joined = attention_propagate(und, pre, layers.heads(spec, state, i)).withColumnRenamed("vec", "agg")
+                heads = layers.heads(spec, state, i)
+                parts = shuffles.messages(layers.widths(spec, i, heads)[0], fields=5, arrays=3, self_loops=True)
+                joined = attention_propagate(und, pre, heads, num_partitions=parts).withColumnRenamed("vec", "agg")
             else:
-                how = "mean" if spec.kind == "sage" else "gcn"
-                agg = propagate(und, pre.select("id", F.col("msg").alias("vec")), how, deg)
-                joined = pre.select("id", "root").join(agg.select("id", F.col("vec").alias("agg")), "id")
+                msg, root = layers.widths(spec, i)
+                how, own = ("mean", ["root"]) if spec.kind == "sage" else ("gcn", [])  # GCN has no own term
+                parts = shuffles.messages(msg, fields=3 if how == "mean" else 4)
+                node_parts = shuffles.nodes_join(msg + root + (msg if how == "gcn" else 0))  # GCN keeps its own msg
+                log.info("layer %d: %d message partitions, %d node partitions", i + 1, parts, node_parts)
+                agg = propagate(und, pre.select("id", F.col("msg").alias("vec"), *own), how, deg,
+                                num_partitions=parts, node_partitions=node_parts)
+                joined = agg.withColumnRenamed("vec", "agg")
             out = joined.mapInArrow(layers.post_fn(spec, state, i), "id long, vec array<float>")
         h = _materialize(spark, out, f"{scratch}/layer{i}")
         log.info("inference layer %d/%d done in %.1f s", i + 1, spec.layers, time.time() - started)
     return h
+
+
+@contextlib.contextmanager
+def _session_conf(spark: SparkSession, settings: Dict[str, str]) -> Iterator[None]:
+    """Spark SQL ``settings`` for the block's jobs; the session's previous values (or none) afterwards."""
+    before = {key: spark.conf.get(key, None) for key in settings}
+    for key, value in settings.items():
+        spark.conf.set(key, value)
+    try:
+        yield
+    finally:
+        for key, value in before.items():
+            if value is None:
+                spark.conf.unset(key)
+            else:
+                spark.conf.set(key, value)
 
 
 def _with_node_id(lake: Lake, df: DataFrame) -> DataFrame:
@@ -144,7 +197,15 @@ def _evaluate(spark: SparkSession, lake: Lake, pred: DataFrame, task: str, negat
 
 @claiming("out", "tma-spark infer")  # one writer per prediction table
 def infer(spark: SparkSession, cfg: InferConfig) -> dict:
-    """Apply the run's checkpoint to every node of ``cfg.lake``; write ``cfg.out`` and ``RUN/eval.json``."""
+    """Apply the run's checkpoint to every node of ``cfg.lake``; write ``cfg.out`` and ``RUN/eval.json``.
+
+    Arrow batches to Python workers are capped at ``cfg.arrow_batch_mb`` for the job's duration (the session's
+    setting is restored afterwards), so a worker's memory is bounded by that setting, not by the graph."""
+    with _session_conf(spark, arrow_batch_conf(cfg.arrow_batch_mb)):
+        return _infer(spark, cfg)
+
+
+def _infer(spark: SparkSession, cfg: InferConfig) -> dict:
     started = time.time()
     lake = open_lake(spark, cfg.lake)
     run_cfg, state, spec = load_run(cfg.run, cfg.checkpoint)
@@ -157,11 +218,11 @@ def infer(spark: SparkSession, cfg: InferConfig) -> dict:
                             "Fix: re-ingest the lake (ingest adds a seeded edge split).")
     out = check_output_path(spark, cfg.out, cfg.overwrite, what="Prediction table", kind="predictions")
     scratch = commits.staging_sibling(out, "infer")
-    ckpt = layers.state_bytes(state)
+    ckpt = layers.weights(spec, state)  # numpy arrays: the executors need no torch
     try:
         log.info("inference of %s (%s, %d layers) on %s: %d nodes, %d edges", cfg.run, spec.kind,
                  spec.layers, lake.path, lake.meta.num_nodes, lake.meta.num_edges)
-        h = _layer_outputs(spark, lake, spec, task, ckpt, scratch)
+        h = _layer_outputs(spark, lake, spec, task, ckpt, scratch, cfg.shuffle_partition_mb)
         schema = ("id long, embedding array<float>" if task == "link"
                   else "id long, prediction int, probabilities array<float>, logits array<float>")
         pred = _with_node_id(lake, h.mapInArrow(layers.output_fn(task), schema))

@@ -19,14 +19,13 @@ import logging
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterator, Optional, Sequence, Tuple
+from typing import Optional, Sequence, Tuple
 
 import numpy as np
 
 from .. import fs
 from ..arrays import unique_int64
 from ..errors import TmaSparkError
-from ..lake import SPLITS
 
 __all__ = [
     "GraphArrays", "DATASETS", "DEFAULT_SPLIT", "seeded_split", "load_npz", "load_ogbn_arxiv", "load_dataset",
@@ -228,17 +227,3 @@ def load_dataset(name: str, data_dir: Optional[str] = None, split_seed: int = 0,
     graph = load_npz(path, split_seed=split_seed, split_fractions=split_fractions, name=name)
     graph.source["dataset"] = name
     return graph
-
-
-def arrow_batches(graph: GraphArrays, rows_per_batch: int = 4096) -> Iterator[dict]:
-    """Node rows as column dicts of numpy arrays, ``rows_per_batch`` at a time (bounded memory)."""
-    split_names = np.array(list(SPLITS) + [None], dtype=object)
-    for start in range(0, graph.num_nodes, rows_per_batch):
-        stop = min(start + rows_per_batch, graph.num_nodes)
-        labels = graph.labels[start:stop] if graph.labels is not None else None
-        yield {
-            "id": np.arange(start, stop, dtype=np.int64),
-            "features": graph.feature_rows(start, stop),
-            "label": labels,
-            "split": split_names[graph.split[start:stop]],
-        }

@@ -5,7 +5,9 @@ All sources go through the same steps: normalize to the lake schema, validate
 split when they have labels and no node has a split (else nothing would be
 trained or scored), assign dense ids when the input
 ids are not already 0..N-1 (keeping ``id_map``), then write the lake
-atomically with :func:`tma_spark.lake.write_lake`.
+atomically with :func:`tma_spark.lake.write_lake`. Graphs held in memory (npz
+files, named datasets) are first written in bounded chunks as Parquet beside
+the lake (:mod:`.staging`), so every step is a Spark job over files.
 """
 
 from __future__ import annotations
@@ -14,22 +16,20 @@ import logging
 import time
 from typing import Optional, Tuple
 
-import numpy as np
-import pyarrow as pa
 from pyspark.errors import AnalysisException
 from pyspark.sql import Column, DataFrame, SparkSession
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
-from .. import fs
+from .. import commits, errors, fs
 from ..claims import claiming
-from . import datasets, synthetic
+from . import datasets, staging, synthetic
 from .config import IngestConfig
 from ..errors import TmaSparkError
-from ..lake import EDGE_SCHEMA, NODE_SCHEMA, Lake, LakeMeta, check_output_path, write_lake
+from ..lake import Lake, LakeMeta, check_output_path, write_lake
 from .validate import check_edges, check_nodes, normalize_edges, normalize_nodes
 
-__all__ = ["ingest", "read_input_table", "load_graph_arrays", "graph_to_frames", "assign_dense_ids",
+__all__ = ["ingest", "read_input_table", "load_graph_arrays", "assign_dense_ids",
            "edge_split_column", "node_split_column"]
 
 log = logging.getLogger(__name__)
@@ -100,25 +100,6 @@ def node_split_column(seed: int, fractions) -> Column:
     return F.when(F.col("label").isNotNull(), _hashed_split([F.col("id")], seed, fractions))
 
 
-def graph_to_frames(spark: SparkSession, graph: datasets.GraphArrays) -> Tuple[DataFrame, DataFrame]:
-    """DataFrames of an in-memory graph, shipped as Arrow batches (works on a cluster too)."""
-    batches = []
-    for cols in datasets.arrow_batches(graph):
-        feats = cols["features"]
-        flat = pa.array(feats.ravel(), type=pa.float32())
-        labels = cols["label"]
-        label_arr = (pa.array(labels, pa.int32(), mask=labels < 0) if labels is not None
-                     else pa.nulls(len(cols["id"]), pa.int32()))
-        batches.append(pa.RecordBatch.from_arrays(
-            [pa.array(cols["id"]), pa.FixedSizeListArray.from_arrays(flat, feats.shape[1]).cast(pa.list_(pa.float32())),
-             label_arr, pa.array(cols["split"], pa.string())],
-            names=["id", "features", "label", "split"]))
-    nodes = spark.createDataFrame(pa.Table.from_batches(batches), schema=NODE_SCHEMA)
-    edge_table = pa.table({"src": pa.array(graph.src.astype(np.int64)), "dst": pa.array(graph.dst.astype(np.int64))})
-    edges = spark.createDataFrame(edge_table, schema=EDGE_SCHEMA)
-    return nodes, edges
-
-
 def load_graph_arrays(cfg: IngestConfig) -> datasets.GraphArrays:
     """The in-memory graph of a ``--dataset`` or ``--npz`` source, with its node split: ``--split`` fractions
     (seeded by ``--seed``) when given, else the dataset's own split (:func:`datasets.load_dataset`)."""
@@ -126,6 +107,17 @@ def load_graph_arrays(cfg: IngestConfig) -> datasets.GraphArrays:
         return datasets.load_dataset(cfg.dataset, cfg.data_dir, cfg.split_seed, cfg.feature_dim,
                                      split_fractions=cfg.split_fractions)
     return datasets.load_npz(cfg.npz, split_seed=cfg.split_seed, split_fractions=cfg.split_fractions)
+
+
+def _from_arrays(spark: SparkSession, cfg: IngestConfig, scratch: str):
+    """A ``--dataset`` or ``--npz`` graph, written in bounded chunks as Parquet under ``scratch``
+    (:mod:`.staging`) and read back by Spark: the driver's JVM never holds the whole graph."""
+    graph = load_graph_arrays(cfg)
+    log.info("loaded %s: %d nodes, %d edges, %d features", graph.name, graph.num_nodes, len(graph.src),
+             graph.feature_dim)
+    errors.note_size(staging.dense_size(graph.num_nodes, graph.feature_dim))  # named if memory runs out
+    nodes, edges = staging.read_staged(spark, staging.stage_graph(graph, scratch))
+    return nodes, edges, graph.source, graph.directed
 
 
 def _with_default_split(nodes: DataFrame, check, cfg: IngestConfig, source: dict) -> Tuple[DataFrame, dict]:
@@ -150,19 +142,34 @@ def _from_tables(spark: SparkSession, cfg: IngestConfig):
     return nodes, edges, source, cfg.directed
 
 
-def _with_fastrp(nodes: DataFrame, edges: DataFrame, cfg: IngestConfig) -> DataFrame:
+def _with_fastrp(nodes: DataFrame, edges: DataFrame, cfg: IngestConfig, scratch: str) -> DataFrame:
     """``nodes`` with FastRP structural features in place of ``features``.
 
     Computed from the training edges only (split train or null), so that the validation and test edges of
-    link prediction do not leak into the features.
+    link prediction do not leak into the features. FastRP keeps its state as Parquet in ``scratch/fastrp``
+    (reliable storage, unlike ``localCheckpoint``) and the returned frame reads the last state from there, so
+    ``scratch`` (the caller's) is deleted after the lake is written, not before.
     """
     from ..graphops.fastrp import fastrp_features
 
     log.info("computing %d-dimensional FastRP structural features from the training edges", cfg.feature_dim)
     train_edges = edges.where(F.col("split").isNull() | (F.col("split") == "train"))
-    feats = fastrp_features(nodes.select("id"), train_edges.select("src", "dst"), dim=cfg.feature_dim,
-                            seed=cfg.split_seed)
+    feats = fastrp_features(nodes.select("id"), train_edges.select("src", "dst"), f"{scratch}/fastrp",
+                            dim=cfg.feature_dim, seed=cfg.split_seed)
     return nodes.drop("features").join(feats, "id").select("id", "features", "label", "split")
+
+
+def _remove_scratch(spark: SparkSession, scratch: str) -> None:
+    """Delete the job's scratch folder through Spark's filesystem, else pyarrow's (after an out-of-memory
+    error the JVM may be gone); a failure is logged, not raised: it must not hide the job's own error."""
+    failure = None
+    for session in (spark, None):
+        try:
+            fs.delete(session, scratch)
+            return
+        except Exception as exc:  # noqa: BLE001 -- cleanup only
+            failure = exc
+    log.warning("could not delete the scratch folder %s (%s). Fix: delete it by hand.", scratch, failure)
 
 
 @claiming("lake", "tma-spark ingest")  # one writer per lake
@@ -183,17 +190,14 @@ def ingest(spark: SparkSession, cfg: IngestConfig) -> Lake:
         log.info("wrote lake %s in %.1f s", lake_path, time.time() - started)
         return lake
 
-    if kind == "tables":
-        nodes, edges, source, directed = _from_tables(spark, cfg)
-    else:
-        graph = load_graph_arrays(cfg)
-        log.info("loaded %s: %d nodes, %d edges, %d features", graph.name, graph.num_nodes, len(graph.src),
-                 graph.feature_dim)
-        nodes, edges = graph_to_frames(spark, graph)
-        source, directed = graph.source, graph.directed
-
-    cached = nodes = nodes.cache()  # (nodes is replaced below; the cached frame is the one to unpersist)
+    scratch = commits.staging_sibling(lake_path, "ingest")  # staged npz/dataset tables, FastRP state
+    cached = None  # the cached input nodes (tables), unpersisted at the end
     try:
+        if kind == "tables":
+            nodes, edges, source, directed = _from_tables(spark, cfg)
+            cached = nodes = nodes.cache()  # (nodes is replaced below; the cached frame is the one to unpersist)
+        else:
+            nodes, edges, source, directed = _from_arrays(spark, cfg, scratch)
         log.info("validating nodes")
         node_check = check_nodes(nodes, "nodes", cfg.num_classes)
         log.info("validating edges")
@@ -210,7 +214,7 @@ def ingest(spark: SparkSession, cfg: IngestConfig) -> Lake:
             edges = edges.withColumn("split", edge_split_column(cfg.split_seed, cfg.edge_split_fractions, directed))
         feature_dim = node_check.feature_dim
         if cfg.structural_features == "fastrp":
-            nodes = _with_fastrp(nodes, edges, cfg)
+            nodes = _with_fastrp(nodes, edges, cfg, scratch)
             feature_dim = cfg.feature_dim
             source = {**source, "features": {"kind": "fastrp", "dim": cfg.feature_dim, "seed": cfg.split_seed}}
         meta = LakeMeta(
@@ -220,7 +224,9 @@ def ingest(spark: SparkSession, cfg: IngestConfig) -> Lake:
         )
         lake = write_lake(spark, lake_path, nodes, edges, id_map, meta, overwrite=cfg.overwrite)
     finally:
-        cached.unpersist()
+        _remove_scratch(spark, scratch)  # first: it never raises
+        if cached is not None:
+            cached.unpersist()
     log.info("wrote lake %s (%d nodes, %d edges) in %.1f s", lake_path, meta.num_nodes, meta.num_edges,
              time.time() - started)
     return lake
