@@ -225,7 +225,11 @@ def propagate(und: DataFrame, values: DataFrame, how: str, deg: Optional[DataFra
         base = vals.select("id", F.size("vec").alias("dim"), *extra)
         senders = vals.select(F.col("id").alias("src"), "vec")
         cols = ["dst", "vec"]
-    messages = und.select("src", "dst").join(senders, "src")
+    # Both sides of the message join hashed by src into the same sized partitions: the join's own exchange
+    # would otherwise use spark.sql.shuffle.partitions (8 by default here), and at 10^8 edges a task of it
+    # sorted 2.5e7 edge rows and ran the driver JVM of local mode out of heap.
+    messages = (und.select("src", "dst").repartition(parts, "src")
+                .join(senders.repartition(parts, "src"), "src"))
     sums = (messages.repartition(parts, "dst").sortWithinPartitions("dst", "src")
             .select(*cols).mapInArrow(_run_sums, _SUMS_SCHEMA))
     if node_partitions:
