@@ -190,6 +190,7 @@ def section_lpa(spark, args, work: Path) -> dict:
                 fig["spark_over_numpy"] = fig["seconds_per_iteration"] / ref["seconds_per_iteration"]
             fig["numpy"] = ref
         rows.append(fig)
+        args.save({"rows": rows})
         if not args.keep:
             shutil.rmtree(lake, ignore_errors=True)
     return {"rows": rows}
@@ -269,6 +270,7 @@ def section_infer(spark, args, work: Path) -> dict:
                 fig["spark_over_pyg_load_forward"] = fig["nodes_per_s"] / ref["nodes_per_s_load_forward"]
             fig["pyg"] = ref
         rows.append(fig)
+        args.save({"rows": rows, "hidden": args.hidden})
         if not args.keep:
             shutil.rmtree(lake, ignore_errors=True)
     return {"rows": rows, "hidden": args.hidden}
@@ -357,6 +359,11 @@ def report(data: dict) -> str:
                   "PyG load+forward (sparse) nodes/s | Spark / PyG forward, sparse / edge_index | peak memory GB |",
                   "|---:|---:|---:|---:|---:|---:|---:|---:|---|"]
         for r in s["infer"]["rows"]:
+            if "seconds" not in r:  # a size that did not complete: what happened, from its attempts
+                lines.append(f"| {r['edges']:,} | {r['nodes']:,} | {r['feature_dim']} | {r['status']} | - | - | - | "
+                             f"- | - |")
+                lines += ["", *[f"- {r['edges']:,} edges, {a['when']}: {a['result']}." for a in r["attempts"]], ""]
+                continue
             pyg = r.get("pyg") or {}
             lines.append(
                 f"| {r['edges']:,} | {r['nodes']:,} | {r['feature_dim']} | {r['seconds']:.0f} | {r['nodes_per_s']:,.0f} | "
@@ -366,6 +373,8 @@ def report(data: dict) -> str:
                    (f"{pyg.get('status')}: {pyg.get('note', '')} | - | -" if pyg else "- | - | -"))
                 + f" | {_peaks(r)} |")
         lines.append("")
+    if "fastrp" not in s:
+        lines += ["## FastRP", "", "Not run yet (`--section fastrp`).", ""]
     if "fastrp" in s:
         f = s["fastrp"]
         lines += ["## FastRP", "", "| edges | nodes | dim | seconds | peak memory GB |", "|---:|---:|---:|---:|---|",
@@ -423,13 +432,20 @@ def main(argv=None) -> None:
         for name in (SECTIONS if args.section == "all" else (args.section,)):
             fn = globals()[f"section_{name}"]
             t0 = time.time()
-            result = fn(spark, args, work)
-            previous = data["sections"].get(name) or {}
-            if "rows" in result:  # sizes measured by an earlier invocation stay, unless measured again now
-                again = {r["edges"] for r in result["rows"]}
-                result["rows"] = sorted([r for r in previous.get("rows", []) if r["edges"] not in again]
-                                        + result["rows"], key=lambda r: r["edges"])
-            data["sections"][name] = result
+            previous = dict(data["sections"].get(name) or {})
+
+            def save(result: dict, name: str = name, previous: dict = previous) -> None:
+                """Merge ``result`` into the results file now: sizes measured by an earlier invocation stay,
+                unless measured again, and an interrupted section keeps the sizes it completed."""
+                if "rows" in result:
+                    again = {r["edges"] for r in result["rows"]}
+                    result = {**result, "rows": sorted([r for r in previous.get("rows", []) if r["edges"] not in again]
+                                                       + result["rows"], key=lambda r: r["edges"])}
+                data["sections"][name] = result
+                write_results(out, data, report(data))
+
+            args.save = save
+            save(fn(spark, args, work))
             sizes = {"partition": args.big_edges, "lpa": args.lpa_sizes, "infer": args.infer_sizes,
                      "fastrp": args.fastrp_edges}[name]
             data.setdefault("profiles", {})[f"{name} at {sizes} edges"] = stage_profile(events, t0, time.time())
