@@ -53,21 +53,30 @@ def write_run(run: Path, in_dim: int, hidden: int, out_dim: int, task: str = "no
     torch.save(model.build(seed=0).state_dict(), run / "best.pt")
 
 
-def pyg_worker(spec: dict) -> dict:
-    """Child process: load the lake with pyarrow and run the model on the whole graph (as a PyG user would)."""
-    import torch
-
+def load_graph_and_model(lake: str, run: str) -> tuple:
+    """(graph, model in eval mode, seconds to read the lake): the lake read with pyarrow into one in-memory
+    graph, and the run's checkpoint, as a PyG user would have them."""
     from tma_spark.infer.job import load_run
     from tma_spark.train.graphdata import build_graph, read_table
 
     t0 = time.perf_counter()
-    g = build_graph(read_table(f"{spec['lake']}/nodes", "delta", ["id", "features", "label", "split"]),
-                    read_table(f"{spec['lake']}/edges", "delta", ["src", "dst"]))
-    t1 = time.perf_counter()
-    _, state, model_spec = load_run(spec["run"])
+    g = build_graph(read_table(f"{lake}/nodes", "delta", ["id", "features", "label", "split"]),
+                    read_table(f"{lake}/edges", "delta", ["src", "dst"]))
+    load_s = time.perf_counter() - t0
+    _, state, model_spec = load_run(run)
     model = model_spec.build()
     model.load_state_dict(state)
     model.eval()
+    return g, model, load_s
+
+
+def pyg_worker(spec: dict) -> dict:
+    """Child process: load the lake with pyarrow and run the model on the whole graph (as a PyG user would)."""
+    import torch
+
+    t0 = time.perf_counter()
+    g, model, _ = load_graph_and_model(spec["lake"], spec["run"])
+    t1 = time.perf_counter()
     with torch.no_grad():
         out = model(g.x, g.edge_index)
     t2 = time.perf_counter()
