@@ -27,12 +27,13 @@ def test_link_ranks_count_ties_half_and_rank_nan_scores_last():
 
 
 def test_widths_are_what_each_layer_sends_and_keeps():
-    """Message and own-term widths size the shuffles: SAGE sends x (or x W_l when the layer narrows)."""
+    """Message and own-term widths size the shuffles: SAGE sends and keeps x (x W_l and x W_r when the layer
+    narrows)."""
     from tma_spark.infer.layers import widths
     from tma_spark.train.contract import ModelSpec
 
     sage = ModelSpec("sage", in_dim=64, hidden=256, out_dim=10)
-    assert widths(sage, 0) == (64, 256)   # widens: messages are the 64 input features
+    assert widths(sage, 0) == (64, 64)    # widens: messages and own term are the 64 input features
     assert widths(sage, 1) == (10, 10)    # narrows: messages are x W_l, 10 wide
     assert widths(ModelSpec("gcn", 64, 256, 10), 0) == (256, 0)
     assert widths(ModelSpec("gat", 64, 256, 10), 0, heads=4) == (256 + 8, 0)

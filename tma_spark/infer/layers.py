@@ -20,7 +20,10 @@ How each model maps onto that split (all exact rewrites of the PyG layers):
 
 * GraphSAGE (mean): ``lin_l(mean_j x_j) + lin_r(x_i)``. When the layer narrows
   (out < in), ``pre`` sends ``x_j W_l`` instead of ``x_j`` (the mean commutes
-  with a linear map) so that messages are as small as possible.
+  with a linear map) so that messages are as small as possible. The own term
+  travels the same way: ``x_i W_r`` when the layer narrows, else ``x_i`` itself,
+  with ``W_r`` applied in ``post`` (at 10^8 edges, 32 features and hidden 256,
+  that is 1.3 GB through layer 1's node join instead of 10.4 GB).
 * GCN: ``sum_j norm_ij (x_j W) + b``; ``pre`` applies ``W``, propagate applies
   the normalization with self loops.
 * GAT: ``pre`` applies ``W`` and the two attention vectors (per-head logits
@@ -76,7 +79,8 @@ def widths(spec: "ModelSpec", layer: int, heads: int = 1) -> Tuple[int, int]:
     transformed features and one logit per head each way, and has no own term."""
     dims = spec.dims
     if spec.kind == "sage":
-        return (dims[layer + 1] if narrows(spec, layer) else dims[layer]), dims[layer + 1]
+        width = dims[layer + 1] if narrows(spec, layer) else dims[layer]
+        return width, width  # messages and the own term: the narrower of the input and the output
     if spec.kind == "gcn":
         return dims[layer + 1], 0
     if spec.kind == "gat":
@@ -131,9 +135,9 @@ def pre_fn(spec: "ModelSpec", w: Weights, layer: int) -> Callable[[Iterator[pa.R
                 yield _rows(b.column("id"), xw=xw, a_src=(per_head * conv["att_src"]).sum(-1),
                             a_dst=(per_head * conv["att_dst"]).sum(-1))
                 continue
-            if kind == "sage":
+            if kind == "sage":  # both terms as narrow as the layer allows (module docstring)
                 msg = x @ conv["lin_l.weight"].T if narrow else x
-                root = x @ conv["lin_r.weight"].T
+                root = x @ conv["lin_r.weight"].T if narrow else x
             else:  # gcn
                 msg, root = x @ conv["lin.weight"].T, x[:, :0]
             yield _rows(b.column("id"), msg=msg, root=root)
@@ -155,9 +159,10 @@ def post_fn(spec: "ModelSpec", w: Weights, layer: int) -> Callable[[Iterator[pa.
             if kind == "mlp":
                 out = _matrix(b, "vec") @ conv["weight"].T + conv["bias"]
             elif kind == "sage":
-                agg = _matrix(b, "agg")
+                agg, root = _matrix(b, "agg"), _matrix(b, "root")
                 lin_l = agg if narrow else agg @ conv["lin_l.weight"].T
-                out = lin_l + conv["lin_l.bias"] + _matrix(b, "root")
+                lin_r = root if narrow else root @ conv["lin_r.weight"].T
+                out = lin_l + conv["lin_l.bias"] + lin_r
             else:  # gcn, gat: the aggregation is complete, add the bias
                 out = _matrix(b, "agg") + conv["bias"]
             if between is not None:
