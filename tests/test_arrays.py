@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from tma_spark.arrays import splitmix64, symmetric_csr, symmetric_edges, unique_int64
+from tma_spark.arrays import splitmix64, symmetric_csr, symmetric_edge_index, symmetric_edges, unique_int64
 
 
 def test_symmetric_csr_drops_loops_and_duplicates_and_adds_reverse_edges():
@@ -28,6 +28,16 @@ def test_symmetric_edges_is_sorted_symmetric_and_leaves_its_input_alone():
     assert len(pairs) == len(rows)  # no duplicates
     keys = rows * 50 + cols
     assert np.all(keys[1:] > keys[:-1])  # sorted by row, then column
+
+
+def test_symmetric_edge_index_is_one_array_holding_rows_then_columns():
+    src, dst = np.array([3, 0, 2, 1]), np.array([0, 3, 2, 0])
+    edge_index = symmetric_edge_index(src, dst, 4)
+    assert edge_index.shape == (2, 4) and edge_index.dtype == np.int64 and edge_index.flags.c_contiguous
+    assert edge_index.tolist() == [[0, 0, 1, 3], [1, 3, 0, 0]]
+    rows, cols = symmetric_edges(src, dst, 4)
+    assert rows.base is not None and rows.base is cols.base  # views of the one array, not copies
+    assert symmetric_edge_index(np.array([], np.int64), np.array([], np.int64), 2).shape == (2, 0)
 
 
 def test_symmetric_csr_of_no_edges():

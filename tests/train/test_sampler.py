@@ -50,6 +50,17 @@ def test_csr_from_edge_index():
         assert got == in_neighbours(ei, v)
 
 
+def test_csr_of_a_sorted_symmetric_graph_is_a_view_and_equals_the_sorted_one():
+    from tma_spark.arrays import symmetric_edge_index
+
+    g = torch.Generator().manual_seed(3)
+    raw = torch.randint(0, 60, (2, 300), generator=g).numpy()
+    ei = torch.from_numpy(symmetric_edge_index(raw[0], raw[1], 61))  # node 60 is isolated
+    fast, sorted_ = CSR.from_sorted_symmetric(ei, 61), CSR.from_edge_index(ei, 61)
+    assert torch.equal(fast.indptr, sorted_.indptr) and torch.equal(fast.indices, sorted_.indices)
+    assert fast.indices.data_ptr() == ei[1].data_ptr()  # the edges are not copied
+
+
 @pytest.mark.parametrize("fanout", [30, 31, 100, -1])
 def test_fanout_at_least_degree_keeps_all_neighbours(fanout):
     ei, n = small_graph()

@@ -382,3 +382,24 @@ def test_no_trainer_with_targets_after_the_warm_up_is_a_clear_error():
         _idle_parts([_result(0, sent, 0)], plan, "link")
     assert _idle_parts([_result(0, sent, 0), _result(1, sent, 2)], plan, "node") == {0}
     assert _idle_parts([_result(0, sent, 0), LostTrainer(1, "killed")], plan, "node") == {0}  # part 1 may have some
+
+
+@pytest.mark.cluster
+def test_each_trainer_loads_its_part_once_per_run_on_four_executors(spark, cora_lake, tmp_path):
+    """local-cluster[4,1,1024]: four executor JVMs, one trainer slot each. Spark offers the slots of a barrier
+    stage in a different order from round to round; the parts follow the executors that hold them
+    (train/placement.py), so each part is read from storage once in the run (in the warm-up stage)."""
+    parts = str(tmp_path / "p4")
+    partition(spark, PartitionConfig(lake=cora_lake, out=parts, parts=4, seed=0))
+    out = tmp_path / "run"
+    env = {**os.environ, "PYSPARK_PYTHON": sys.executable}
+    r = subprocess.run([BIN / "tma-spark", "train", "--master", "local-cluster[4,1,1024]", "--lake", cora_lake,
+                        "--partitions", parts, "--out", out, "--round-seconds", "1", "--max-rounds", "6",
+                        "--hidden", "16"], capture_output=True, text=True, env=env, timeout=600)
+    assert r.returncode == 0, r.stderr[-3000:]
+    rows = _rows(out)
+    assert [row["round"] for row in rows] == [1, 2, 3, 4, 5, 6]
+    assert all(len(set(row["executors"])) == 4 for row in rows)  # one trainer per executor JVM
+    assert all(row["part_loaded"] == [False] * 4 for row in rows), [row["part_loaded"] for row in rows]
+    assert all(row["executors"] == rows[0]["executors"] for row in rows)  # part p stayed on its executor
+    assert json.loads((out / "summary.json").read_text())["part_loads"] == [1, 1, 1, 1]

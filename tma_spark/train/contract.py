@@ -212,6 +212,9 @@ class TrainerResult:
             prediction); 0 (an empty part, or one without training labels): it trained 0 steps, and the driver
             leaves its unchanged weights out of the average. None: not reported (counts as trained).
         peak_rss_mb: the worker process's peak resident memory so far (MB), None when not reported.
+        executor: the address (``host:port``) of the executor that ran a barrier trainer, which the next round
+            places the part on (:mod:`tma_spark.train.placement`); None for independent tasks.
+        part_loaded: whether the trainer read its part from storage this round (False: its worker held it).
     """
 
     lost: ClassVar[bool] = False
@@ -232,6 +235,8 @@ class TrainerResult:
     opt_miss: bool = False
     targets: Optional[int] = None
     peak_rss_mb: Optional[float] = None
+    executor: Optional[str] = None
+    part_loaded: Optional[bool] = None
 
     @property
     def trained(self) -> bool:

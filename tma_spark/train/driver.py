@@ -34,6 +34,7 @@ from .config import TrainConfig
 from .contract import RoundResult, TrainerSpec, to_bytes
 from .objectives import build_objective
 from .plots import curves_figure
+from .placement import holders
 from .preflight import RunPlan, no_targets_error, preflight
 from .recorder import Recorder
 from .rounds import check_slots, lost_parts, round_row, run_round, run_round_with_retries
@@ -145,6 +146,13 @@ def _average(cfg: TrainConfig, k: int, round_index: int, results: List[RoundResu
     return average_state_dicts([r.state_dict() for r in trained], counts.get(cfg.weighting))
 
 
+def _count_loads(counts: List[int], results: List[RoundResult]) -> None:
+    """Add each finished trainer's read of its part from storage to ``counts`` (by part)."""
+    for r in results:
+        if not r.lost and r.part_loaded:
+            counts[r.part] += 1
+
+
 def _write_curves(history: List[dict], metric: str, path: str) -> None:
     """Plot the run's validation curves to ``path`` (local or a store URI): rendered in memory, then written
     whole (:func:`tma_spark.fs.write_bytes`), as matplotlib writes only to local files or file objects."""
@@ -190,8 +198,11 @@ def train(spark: SparkSession, cfg: TrainConfig, on_round: Optional[Callable[[di
     idle = _idle_parts(warmup, plan, cfg.task)
     startup = time.monotonic() - t_start
     loads = [None] * k  # each trainer's first load of its part (None: lost in the warm-up)
+    part_loads = [0] * k  # reads of each part from storage over the run (1 each when parts stay put)
     for r in warmup:
         loads[r.part] = None if r.lost else r.load_seconds
+    _count_loads(part_loads, warmup)
+    placement = holders([(r.executor, r.part) for r in warmup if not r.lost])
     log.info("startup: %d trainers ready in %.1f s (workers started; parts loaded in %s s)", k, startup,
              " ".join("lost" if s is None else f"{s:.2f}" for s in loads))
     started = time.monotonic() - elapsed
@@ -208,8 +219,10 @@ def train(spark: SparkSession, cfg: TrainConfig, on_round: Optional[Callable[[di
             t0 = time.monotonic()
             results, attempts = run_round_with_retries(spark, k, spec, to_bytes(global_state), opts, seconds,
                                                        round_index, threads, cfg.round_retries,
-                                                       cfg.tolerate_failures, cfg.round_bound)
+                                                       cfg.tolerate_failures, cfg.round_bound, placement)
             stage = time.monotonic() - t0
+            _count_loads(part_loads, results)
+            placement = holders([(r.executor, r.part) for r in results if not r.lost]) or placement
             global_state = _average(cfg, k, round_index, results, opts, global_state, idle)
             if server_opt is not None:
                 model.load_state_dict(global_state)
@@ -227,7 +240,7 @@ def train(spark: SparkSession, cfg: TrainConfig, on_round: Optional[Callable[[di
     summary = recorder.summary(task=cfg.task, eval_mode=eval_mode, rounds=round_index,
                                wall_seconds=time.monotonic() - started, mode=cfg.mode, parts=k,
                                strategy=plan.strategy, model=cfg.model, startup_seconds=startup,
-                               startup_load_seconds=loads,
+                               startup_load_seconds=loads, part_loads=part_loads,
                                resumed_from_round=ckpt.round if ckpt else (0 if cfg.resume else None))
     if recorder.history:
         _write_curves(recorder.history, evaluator.metric, fs.join(run_dir, "curves.png"))

@@ -5,8 +5,10 @@ the global weights, and returns a :class:`~tma_spark.train.contract.TrainerResul
 (weights, step count, mean loss, ...). Dropout and sampling are seeded per
 trainer and round (:func:`~tma_spark.train.contract.trainer_seed`), so no two
 trainers replay the same masks. The part's graph (and its training objective,
-with the CSR for neighbour sampling) is loaded once per Python worker process
-and kept in :data:`_CACHE` for later rounds.
+with the CSR for neighbour sampling) is loaded by :func:`load_part` and kept in
+:data:`_CACHE` for later rounds, and the driver sends the part back to the
+executor that holds it (:mod:`tma_spark.train.placement`), so a trainer reads
+its part once per run where each executor runs one trainer.
 
 Each trainer keeps its own Adam state across rounds, as in the paper, in one of two ways
 (``TrainerSpec.optimizer_state``):
@@ -14,8 +16,9 @@ Each trainer keeps its own Adam state across rounds, as in the paper, in one of 
 * ``shipped`` (default): the state travels to the driver with the weights and back with the next round's
   task. Costs (de)serialization and transfer of 2x the parameters per round, and survives a task moving
   to another worker or executor.
-* ``resident``: the state stays in the task's Python worker. Nothing extra travels, but when Spark runs the
-  part on another worker the next round starts from a fresh optimizer (reported as a miss).
+* ``resident``: the state stays in the task's Python worker, beside the part. Nothing extra travels, but when
+  the part moves to another worker (several trainers per executor, or a lost executor) the next round starts
+  from a fresh optimizer (reported as a miss).
 """
 
 from __future__ import annotations
@@ -33,7 +36,7 @@ import torch
 from .. import fs
 from ..faults import Fault, hang, kill_executor, kill_self
 from .contract import TrainerResult, TrainerSpec, from_bytes, non_finite, to_bytes
-from .graphdata import build_graph, message_passing_edges, read_table
+from .graphdata import load_graph
 from .objectives import build_objective
 
 __all__ = ["TrainOutput", "load_part", "seed_trainer", "train_for", "pick_device", "run_trainer_task"]
@@ -44,7 +47,6 @@ log = logging.getLogger(__name__)
 _CACHE: Dict[tuple, tuple] = {}
 #: (run id, part) -> optimizer state, for ``optimizer_state="resident"``.
 _OPT_STATES: Dict[Tuple[str, int], dict] = {}
-NODE_COLUMNS = ["id", "features", "label", "split"]
 #: How long an injected ``hang`` fault sleeps at least: far past any round bound a test or demo uses.
 HANG_SECONDS = 3600.0
 #: Where this worker imported tma_spark from (an installed package, or a wheel shipped with --py-files).
@@ -69,16 +71,11 @@ def load_part(spec: TrainerSpec, part: int, device: torch.device, shard: Optiona
         source = spec.source
         fs.configure(dict(source.storage))  # this worker reads s3a:// … with the settings the driver's Spark has
         where = {"part": part} if source.kind == "parts" else None
-        nodes = read_table(fs.join(source.path, "nodes"), source.format, NODE_COLUMNS, where)
-        edge_cols = ["src", "dst"] + (["split"] if spec.task == "link" else [])
-        edges = read_table(fs.join(source.path, "edges"), source.format, edge_cols, where)
-        table_mb = (nodes.nbytes + edges.nbytes) / 2**20
-        graph = build_graph(nodes, message_passing_edges(edges, spec.task))
-        del nodes, edges
+        graph = load_graph(source.path, source.format, spec.task, where)
         _CACHE[key] = (graph, build_objective(graph, spec, device, shard))
-        log.info("part %d loaded in %.2f s: %d nodes, %d edges, %.0f MB read, %.0f MB of features; worker peak "
-                 "%.0f MB", part, time.monotonic() - started, graph.num_nodes, graph.edge_index.shape[1] // 2,
-                 table_mb, graph.x.numel() * 4 / 2**20, peak_rss_mb())
+        log.info("part %d loaded in %.2f s: %d nodes, %d edges, %.0f MB (features %.0f MB); worker peak %.0f MB",
+                 part, time.monotonic() - started, graph.num_nodes, graph.edge_index.shape[1] // 2,
+                 graph.nbytes / 2**20, graph.x.numel() * 4 / 2**20, peak_rss_mb())
     return _CACHE[key]
 
 
@@ -166,8 +163,10 @@ def _cpu(obj):
 
 def run_trainer_task(part: int, spec: TrainerSpec, state_bytes: bytes, opt_bytes: Optional[bytes], seconds: float,
                      round_index: int, gpu_addresses: Optional[list], threads: int,
-                     fault: Optional[Fault] = None, allreduce: Optional[Callable] = None) -> TrainerResult:
-    """Everything one trainer does in one round; returns plain bytes and numbers for the driver.
+                     fault: Optional[Fault] = None, allreduce: Optional[Callable] = None,
+                     address: Optional[str] = None) -> TrainerResult:
+    """Everything one trainer does in one round; returns plain bytes and numbers for the driver (``address``,
+    the executor's, goes back with them so that the next round places the part here).
 
     With an injected ``fault`` the trainer trains for half the round, then kills its process (or its
     executor), as a crash or a lost machine would; a ``hang`` fault trains for half the round, then sleeps far
@@ -178,6 +177,7 @@ def run_trainer_task(part: int, spec: TrainerSpec, state_bytes: bytes, opt_bytes
     started = time.monotonic()
     torch.set_num_threads(max(int(threads), 1))
     device = pick_device(gpu_addresses)
+    part_loaded = _cache_key(spec, part, spec.shard(part), device) not in _CACHE
     graph, objective = load_part(spec, part, device, spec.shard(part))
     loaded = time.monotonic()
     state = from_bytes(state_bytes)
@@ -220,4 +220,4 @@ def run_trainer_task(part: int, spec: TrainerSpec, state_bytes: bytes, opt_bytes
         sampler=objective.sampler, load_seconds=round(loaded - started, 3),
         task_seconds=round(time.monotonic() - started, 3), device=str(device),
         gpus=tuple(str(a) for a in gpu_addresses or ()), pid=os.getpid(), code=_CODE, opt_miss=opt_miss,
-        targets=objective.targets, peak_rss_mb=round(peak_rss_mb(), 1))
+        targets=objective.targets, peak_rss_mb=round(peak_rss_mb(), 1), executor=address, part_loaded=part_loaded)

@@ -81,7 +81,10 @@ class _Objective:
         self.num_nodes = graph.num_nodes
         self.x = graph.x.to(device)
         self.edge_index = graph.edge_index.to(device)
-        self.csr = CSR.from_edge_index(graph.edge_index, graph.num_nodes) if self.sampler == "neighbor" else None
+        self.csr = None
+        if self.sampler == "neighbor":
+            build = CSR.from_sorted_symmetric if graph.sorted_symmetric else CSR.from_edge_index
+            self.csr = build(graph.edge_index, graph.num_nodes)
         self.gen = torch.Generator()
 
     def seed(self, seed: int) -> None:

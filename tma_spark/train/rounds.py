@@ -40,6 +40,7 @@ from .cluster import check_slots
 from .contract import LostTrainer, RoundResult, TrainerSpec
 from .ddp import make_allreduce
 from .executor import run_trainer_task
+from .placement import assign_parts
 
 __all__ = ["check_slots", "run_round", "run_round_with_retries", "screen_diverged", "round_failure", "round_row",
            "lost_parts"]
@@ -47,8 +48,14 @@ __all__ = ["check_slots", "run_round", "run_round_with_retries", "screen_diverge
 log = logging.getLogger(__name__)
 
 
-def _trainer_task(shared, spec: TrainerSpec, seconds: float, round_index: int, threads: int, barrier: bool):
-    """The function each round's Spark task runs for its part (barrier or independent task)."""
+def _trainer_task(shared, opts, placement: Dict[str, int], spec: TrainerSpec, seconds: float, round_index: int,
+                  threads: int, barrier: bool):
+    """The function each round's Spark task runs (barrier or independent task).
+
+    An independent task trains the part in its row, with the optimizer state beside it. A barrier task trains
+    the part :func:`~tma_spark.train.placement.assign_parts` gives it from the executor addresses of the
+    stage's tasks and ``placement`` (the executor that trained each part last round), so that a part stays
+    where it is loaded; its optimizer state comes from the broadcast ``opts`` (part -> bytes, or None)."""
     faults = parse_faults(spec.faults)
 
     def task(rows):
@@ -58,6 +65,12 @@ def _trainer_task(shared, spec: TrainerSpec, seconds: float, round_index: int, t
         # Consume the whole input: a Python worker whose input is not drained is not reused, and a new
         # worker would re-import torch and reload the part (seconds per round).
         (part, opt_state), = list(rows)
+        address = None
+        if barrier:
+            slots = [info.address for info in ctx.getTaskInfos()]  # by partition id; no message exchange
+            address = slots[ctx.partitionId()]
+            part = assign_parts(slots, placement, len(slots))[ctx.partitionId()]
+            opt_state = opts.value.get(part) if opts is not None else None
         if not barrier and ctx.attemptNumber() > 0:
             # Spark retried this trainer after a failure; the other trainers have finished the round by
             # now, so the part sits this round out and rejoins in the next one. (A speculative copy would look
@@ -67,11 +80,11 @@ def _trainer_task(shared, spec: TrainerSpec, seconds: float, round_index: int, t
         gpu = ctx.resources().get("gpu")
         addresses = list(gpu.addresses) if gpu is not None else None
         fault = fault_for(faults, part, round_index, spec.attempt == 0 and ctx.attemptNumber() == 0)
-        # No ctx.barrier() here: gang scheduling already starts the K tasks together, and a barrier() call
-        # costs about a second (its polling interval).
+        # No ctx.barrier() here: gang scheduling already starts the K tasks together, and a barrier() or
+        # allGather() call costs about a second (PySpark polls for its answer once a second).
         allreduce = make_allreduce(ctx) if barrier and spec.mode == "ddp" else None
         yield run_trainer_task(part, spec, shared.value, opt_state, seconds, round_index, addresses, threads, fault,
-                               allreduce)
+                               allreduce, address)
 
     return task
 
@@ -113,13 +126,16 @@ class _Watchdog:
 
 def run_round(spark: SparkSession, k: int, spec: TrainerSpec, state: bytes, opts: Dict[int, bytes], seconds: float,
               round_index: int, threads: int, tolerant: bool = False,
-              timeout: Optional[float] = None) -> List[RoundResult]:
+              timeout: Optional[float] = None, placement: Optional[Dict[str, int]] = None) -> List[RoundResult]:
     """One round: K trainer tasks; returns one result per part, ordered by part.
 
-    By default the K tasks form one barrier stage (gang scheduled; any failure fails the round). With
-    ``tolerant`` they are K single-task jobs submitted together, so a failed trainer only loses its own
-    result, returned as a :class:`LostTrainer`. The global weights are broadcast once; each trainer's
-    optimizer state travels inside its own RDD partition.
+    By default the K tasks form one barrier stage (gang scheduled; any failure fails the round), and each
+    part goes to the task on the executor that trained it last round (``placement``: executor address ->
+    part, :func:`~tma_spark.train.placement.holders` of the previous round; :mod:`tma_spark.train.placement`).
+    With ``tolerant`` they are K single-task jobs submitted together, so a failed trainer only loses its own
+    result, returned as a :class:`LostTrainer`, and part ``p`` is job ``p`` wherever Spark runs it. The global
+    weights are broadcast once; the optimizer states are broadcast (barrier) or travel inside each trainer's
+    RDD partition (tolerant).
 
     With ``timeout`` (seconds) the round's jobs are cancelled once it has run that long (:class:`_Watchdog`):
     a barrier round then raises a :class:`TmaSparkError` saying so, and in a ``tolerant`` round every trainer
@@ -129,19 +145,21 @@ def run_round(spark: SparkSession, k: int, spec: TrainerSpec, state: bytes, opts
     shared = sc.broadcast(state)
     group = f"tma_spark-round-{round_index}-attempt-{spec.attempt}-{uuid.uuid4().hex[:8]}"
     watchdog = _Watchdog(sc, group, timeout, round_index)
+    shared_opts = None
     try:
         if not tolerant:
             sc.setJobGroup(group, f"tma_spark train round {round_index}", interruptOnCancel=True)
-            rdd = sc.parallelize([(p, opts.get(p)) for p in range(k)], k)
+            rdd = sc.parallelize([(p, None) for p in range(k)], k)
+            shared_opts = sc.broadcast(opts) if opts else None
             try:
-                results = rdd.barrier().mapPartitions(_trainer_task(shared, spec, seconds, round_index, threads,
-                                                                    True)).collect()
+                results = rdd.barrier().mapPartitions(_trainer_task(shared, shared_opts, dict(placement or {}), spec,
+                                                                    seconds, round_index, threads, True)).collect()
             except Exception as exc:
                 if watchdog.fired.is_set():
                     raise TmaSparkError(f"round {round_index} {watchdog.reason()}") from exc
                 raise
         else:
-            task = _trainer_task(shared, spec, seconds, round_index, threads, False)
+            task = _trainer_task(shared, None, {}, spec, seconds, round_index, threads, False)
 
             def one(part: int) -> RoundResult:
                 sc.setJobGroup(group, f"tma_spark train round {round_index} part {part}", interruptOnCancel=True)
@@ -157,6 +175,8 @@ def run_round(spark: SparkSession, k: int, spec: TrainerSpec, state: bytes, opts
     finally:
         watchdog.stop()
         shared.unpersist()
+        if shared_opts is not None:
+            shared_opts.unpersist()
     return sorted(results, key=lambda r: r.part)
 
 
@@ -200,7 +220,8 @@ def round_failure(round_index: int, attempts: int, reason: str, lr: float, all_d
 
 def run_round_with_retries(spark: SparkSession, k: int, spec: TrainerSpec, state: bytes, opts: Dict[int, bytes],
                            seconds: float, round_index: int, threads: int, retries: int,
-                           tolerant: bool, timeout: Optional[float] = None) -> Tuple[List[RoundResult], int]:
+                           tolerant: bool, timeout: Optional[float] = None,
+                           placement: Optional[Dict[str, int]] = None) -> Tuple[List[RoundResult], int]:
     """Run a round until enough trainers finish it: all of them by default, at least one when ``tolerant``.
     A diverged trainer has not finished it (:func:`screen_diverged`), nor one still running after ``timeout``
     seconds (each attempt is bounded on its own). Returns (results, attempts)."""
@@ -209,7 +230,7 @@ def run_round_with_retries(spark: SparkSession, k: int, spec: TrainerSpec, state
         diverged = False
         try:
             results = screen_diverged(run_round(spark, k, replace(spec, attempt=attempt), state, opts, seconds,
-                                                round_index, threads, tolerant, timeout), round_index)
+                                                round_index, threads, tolerant, timeout, placement), round_index)
         except Exception as exc:
             reason, all_diverged = failure_reason(exc), False
         else:
@@ -243,6 +264,7 @@ def round_row(round_index: int, wall: float, seconds: float, round_wall: float, 
         "task_seconds": per_part("task_seconds"), "steps": per_part("steps"),
         "loss": [None if r.lost else round(r.loss, 5) for r in results],
         "load_seconds": per_part("load_seconds"), "peak_rss_mb": per_part("peak_rss_mb"),
+        "part_loaded": per_part("part_loaded"), "executors": per_part("executor"),
         "devices": sorted({r.device for r in done}),
         "gpu_addresses": [None if r.lost else list(r.gpus) for r in results],
         "samplers": sorted({r.sampler for r in done}),

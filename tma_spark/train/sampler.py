@@ -63,6 +63,18 @@ class CSR:
         log.debug("built CSR: %d nodes, %d edges", num_nodes, src.numel())
         return cls(indptr, src[perm], num_nodes)
 
+    @classmethod
+    def from_sorted_symmetric(cls, edge_index: torch.Tensor, num_nodes: int) -> "CSR":
+        """The CSR of a symmetric ``edge_index`` sorted by row then column (``GraphTensors.sorted_symmetric``).
+
+        A node's incoming neighbours are then its row's columns, in the order :meth:`from_edge_index` gives
+        them, so the result is the same without a sort: ``indices`` is a view of ``edge_index[1]`` and only
+        ``indptr`` is allocated (a part's edges are not held a second time)."""
+        rows = edge_index[0]
+        indptr = torch.zeros(num_nodes + 1, dtype=torch.long, device=edge_index.device)
+        indptr[1:] = torch.bincount(rows, minlength=num_nodes).cumsum(0)
+        return cls(indptr, edge_index[1], num_nodes)
+
     def node_map(self) -> torch.Tensor:
         """The cached ``(num_nodes,)`` buffer of -1s used for relabeling (callers must reset it)."""
         if self._map is None:
