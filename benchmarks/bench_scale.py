@@ -372,6 +372,8 @@ def report(data: dict) -> str:
         f = s["fastrp"]
         lines += ["## FastRP", "", "| edges | nodes | dim | seconds | peak memory GB |", "|---:|---:|---:|---:|---|",
                   f"| {f['edges']:,} | {f['nodes']:,} | {f['dim']} | {f['seconds']:.0f} | {_peaks(f)} |", ""]
+    if data.get("notes"):  # conditions of a run that its figures do not show (load beside it, settings)
+        lines += ["## Notes", "", *[f"- {n}" for n in data["notes"]], ""]
     lines += ["## Longest Spark stages per section (Spark's event log)", ""]
     for name, stages in data.get("profiles", {}).items():
         for st in stages:
