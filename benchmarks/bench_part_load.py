@@ -39,8 +39,11 @@ MB = 2**20
 
 def load_worker(spec: dict) -> dict:
     """Child process: import what a trainer imports, then load one part as a trainer does."""
+    import importlib
+
     import torch
-    import torch_geometric  # noqa: F401  (a trainer imports PyG with its models: part of the baseline)
+
+    importlib.import_module("torch_geometric")  # a trainer imports PyG with its models: part of the baseline
 
     from tma_spark.train.contract import ModelSpec, Source, TrainerSpec
     from tma_spark.train.executor import load_part

@@ -26,9 +26,10 @@ def test_auto_evaluation_follows_the_memory_estimate_not_the_edge_count():
     assert eval_mode(_cfg(eval="sampled"), 100, 100, 4) == "sampled"
 
 
-def test_eval_fanouts_default_to_the_training_fanouts_and_are_checked():
-    assert _cfg().eval_hop_fanouts == (25, 10)
-    assert _cfg(fanouts=(5, 3)).eval_hop_fanouts == (5, 3)
+def test_eval_fanouts_default_to_the_largest_training_fanout_per_hop_and_are_checked():
+    assert _cfg().eval_hop_fanouts == (25, 25)
+    assert _cfg(fanouts=(5, 3)).eval_hop_fanouts == (5, 5)
+    assert _cfg(fanouts=(10, -1)).eval_hop_fanouts == (-1, -1)
     assert _cfg(eval_fanouts=(-1, -1)).eval_hop_fanouts == (-1, -1)
     assert _cfg(eval_fanouts=(40, 20)).to_dict()["eval_fanouts"] == [40, 20]
     with pytest.raises(ConfigError, match="--eval-fanouts 5 must give one fan-out per layer"):

@@ -55,9 +55,12 @@ def test_two_round_barrier_run_writes_a_complete_run_folder(spark, cora_lake, co
     assert json.loads((out / "summary.json").read_text()) == s
 
 
-def test_central_mode_and_existing_run_folder(spark, cora_lake, tmp_path):
+def test_central_mode_and_existing_run_folder(spark, cora_lake, tmp_path, caplog):
     out = str(tmp_path / "run")
-    s = train(spark, TrainConfig(lake=cora_lake, out=out, mode="central", round_seconds=2, max_rounds=1, hidden=32))
+    with caplog.at_level("INFO", logger="tma_spark.train.driver"):
+        s = train(spark, TrainConfig(lake=cora_lake, out=out, mode="central", round_seconds=2, max_rounds=1,
+                                     hidden=32), release=True)
+    assert "released the trainers' parts: 1 worker(s)" in caplog.text  # bench's release stage ran
     assert s["parts"] == 1 and s["mode"] == "central" and s["best_val"] > 0.4
     with pytest.raises(TmaSparkError, match="already exists"):
         train(spark, TrainConfig(lake=cora_lake, out=out, mode="central", max_rounds=1))
@@ -403,3 +406,16 @@ def test_each_trainer_loads_its_part_once_per_run_on_four_executors(spark, cora_
     assert all(row["part_loaded"] == [False] * 4 for row in rows), [row["part_loaded"] for row in rows]
     assert all(row["executors"] == rows[0]["executors"] for row in rows)  # part p stayed on its executor
     assert json.loads((out / "summary.json").read_text())["part_loads"] == [1, 1, 1, 1]
+
+
+def test_a_released_worker_holds_no_part_and_no_optimizer_state(cora_parts):
+    from tma_spark.train import executor
+
+    spec = TrainerSpec(model=ModelSpec("sage", 1433, 16, 7), source=Source("parts", cora_parts, "delta"))
+    executor.load_part(spec, 0, torch.device("cpu"))
+    executor._OPT_STATES[("run", 0)] = {"state": {}}
+    assert executor._CACHE
+    released = executor.release_worker()
+    assert released["parts_dropped"] == 1 and released["rss_mb"] > 0
+    assert not executor._CACHE and not executor._OPT_STATES
+    assert executor.release_worker()["parts_dropped"] == 0

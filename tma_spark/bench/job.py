@@ -67,12 +67,40 @@ def _one_run(spark: SparkSession, cfg: BenchConfig, method: str, seed: int) -> d
     parts = _parts(spark, cfg, strategy, seed) if strategy else None
     out = fs.join(cfg.out, "runs", f"{method}-s{seed}")
     log.info("bench: %s, seed %d, %.0f s", method, seed, cfg.budget)
-    summary = train(spark, cfg.train_config(method, parts, out, seed))
+    summary = train(spark, cfg.train_config(method, parts, out, seed), release=True)  # the next run starts clean
     rows = [json.loads(line) for line in fs.read_text(None, fs.join(out, "metrics.jsonl")).splitlines()]
+    memory = _memory_after_run()
+    log.info("bench: after %s seed %d: driver %.2f GB, its child processes %.2f GB (largest %.2f GB)", method, seed,
+             memory["driver_gb"], memory["children_gb"], memory["largest_child_gb"])
     return {"method": method, "seed": seed, "test": summary["test"], "best_val": summary["best_val"],
             "total_steps": summary["total_steps"], "rounds": summary["rounds"],
             "startup_seconds": summary["startup_seconds"], "wall_seconds": summary["wall_seconds"],
-            "metric": summary["metric"], "curve": [(r["wall_seconds"], r["val"]) for r in rows]}
+            "metric": summary["metric"], "curve": [(r["wall_seconds"], r["val"]) for r in rows],
+            "memory_after": memory}
+
+
+def _memory_after_run() -> dict:
+    """Resident memory once a run is over (GB): this driver process, after a garbage collection and a heap
+    trim, and its child processes (in local mode the Spark JVM and the Python workers it forked, so
+    ``bench`` can show that one application's memory does not grow from run to run; on a cluster, the
+    executors are not children and only the driver's figure means anything)."""
+    import gc
+
+    import psutil
+
+    from ..train.executor import trim_heap
+
+    gc.collect()
+    trim_heap()
+    me = psutil.Process()
+    sizes = []
+    for child in me.children(recursive=True):
+        try:
+            sizes.append(child.memory_info().rss)
+        except psutil.Error:  # exited meanwhile
+            pass
+    return {"driver_gb": round(me.memory_info().rss / 1e9, 3), "children_gb": round(sum(sizes) / 1e9, 3),
+            "largest_child_gb": round(max(sizes, default=0) / 1e9, 3), "children": len(sizes)}
 
 
 @claiming("out", "tma-spark bench", local=True)  # one writer per benchmark folder

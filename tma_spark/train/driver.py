@@ -37,7 +37,7 @@ from .plots import curves_figure
 from .placement import holders
 from .preflight import RunPlan, no_targets_error, preflight
 from .recorder import Recorder
-from .rounds import check_slots, lost_parts, round_row, run_round, run_round_with_retries
+from .rounds import check_slots, lost_parts, release_trainers, round_row, run_round, run_round_with_retries
 from .checkpoint import Checkpoint, save_checkpoint, unrecorded_rounds
 from .run_dir import open_run_dir, publish_run_dir, read_history, write_run_files, write_tracking
 
@@ -163,12 +163,14 @@ def _write_curves(history: List[dict], metric: str, path: str) -> None:
 
 @claiming("out", "tma-spark train", local=True)  # one writer per run folder
 def train(spark: SparkSession, cfg: TrainConfig, on_round: Optional[Callable[[dict], None]] = None,
-          tracking: Optional[dict] = None) -> dict:
+          tracking: Optional[dict] = None, release: bool = False) -> dict:
     """Train with ``cfg``; write the run folder; return the summary.
 
     ``on_round`` is called with each round's metrics row once it is written (from the evaluation thread),
     e.g. to log it to MLflow; an exception it raises is logged, never fatal. ``tracking`` (the MLflow run's
-    ids) is saved as ``RUN/tracking.json`` so that ``--resume`` continues the same MLflow run.
+    ids) is saved as ``RUN/tracking.json`` so that ``--resume`` continues the same MLflow run. ``release``:
+    afterwards the trainers' workers drop their cached parts (:func:`release_trainers`; for applications that
+    run several trainings, such as ``bench``; a later run on the same parts then reads them again).
     """
     plan = preflight(spark, cfg)
     k, evaluator, ckpt = plan.k, plan.evaluator, plan.checkpoint
@@ -249,4 +251,8 @@ def train(spark: SparkSession, cfg: TrainConfig, on_round: Optional[Callable[[di
     best = recorder.best
     log.info("done: best val %s %.4f at round %d, test %.4f, %d rounds in %.0f s", evaluator.metric, best["val"],
              best["round"], best["test"], round_index, summary["wall_seconds"])
+    if release:
+        released = release_trainers(spark, k, barrier=not cfg.tolerate_failures)
+        log.info("released the trainers' parts: %d worker(s) dropped %d part(s)", len(released),
+                 sum(r["parts_dropped"] for r in released))
     return summary

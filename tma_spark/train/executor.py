@@ -23,6 +23,8 @@ Each trainer keeps its own Adam state across rounds, as in the paper, in one of 
 
 from __future__ import annotations
 
+import ctypes
+import gc
 import logging
 import math
 import os
@@ -39,7 +41,8 @@ from .contract import TrainerResult, TrainerSpec, from_bytes, non_finite, to_byt
 from .graphdata import load_graph
 from .objectives import build_objective
 
-__all__ = ["TrainOutput", "load_part", "seed_trainer", "train_for", "pick_device", "run_trainer_task"]
+__all__ = ["TrainOutput", "load_part", "seed_trainer", "train_for", "pick_device", "run_trainer_task",
+           "release_worker", "trim_heap"]
 
 log = logging.getLogger(__name__)
 
@@ -77,6 +80,28 @@ def load_part(spec: TrainerSpec, part: int, device: torch.device, shard: Optiona
                  part, time.monotonic() - started, graph.num_nodes, graph.edge_index.shape[1] // 2,
                  graph.nbytes / 2**20, graph.x.numel() * 4 / 2**20, peak_rss_mb())
     return _CACHE[key]
+
+
+def trim_heap() -> None:
+    """Give the C heap's free memory back to the OS (glibc ``malloc_trim``; nothing elsewhere). Freed tensors
+    below glibc's adaptive mmap threshold stay in the heap otherwise, and the process keeps their pages."""
+    try:
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+    except (OSError, AttributeError):  # not glibc
+        pass
+
+
+def release_worker() -> dict:
+    """Drop this Python worker's cached part and optimizer states and return the memory to the OS (between the
+    runs of one application: see :func:`tma_spark.train.rounds.release_trainers`); what it held and holds."""
+    held = len(_CACHE)
+    _CACHE.clear()
+    _OPT_STATES.clear()
+    gc.collect()
+    trim_heap()
+    import psutil
+
+    return {"pid": os.getpid(), "parts_dropped": held, "rss_mb": round(psutil.Process().memory_info().rss / 2**20, 1)}
 
 
 def peak_rss_mb() -> float:

@@ -43,7 +43,7 @@ from .executor import run_trainer_task
 from .placement import assign_parts
 
 __all__ = ["check_slots", "run_round", "run_round_with_retries", "screen_diverged", "round_failure", "round_row",
-           "lost_parts"]
+           "lost_parts", "release_trainers"]
 
 log = logging.getLogger(__name__)
 
@@ -55,7 +55,7 @@ def _trainer_task(shared, opts, placement: Dict[str, int], spec: TrainerSpec, se
     An independent task trains the part in its row, with the optimizer state beside it. A barrier task trains
     the part :func:`~tma_spark.train.placement.assign_parts` gives it from the executor addresses of the
     stage's tasks and ``placement`` (the executor that trained each part last round), so that a part stays
-    where it is loaded; its optimizer state comes from the broadcast ``opts`` (part -> bytes, or None)."""
+    where it is loaded; its optimizer state comes from ``opts`` (part -> a broadcast of its bytes)."""
     faults = parse_faults(spec.faults)
 
     def task(rows):
@@ -70,7 +70,7 @@ def _trainer_task(shared, opts, placement: Dict[str, int], spec: TrainerSpec, se
             slots = [info.address for info in ctx.getTaskInfos()]  # by partition id; no message exchange
             address = slots[ctx.partitionId()]
             part = assign_parts(slots, placement, len(slots))[ctx.partitionId()]
-            opt_state = opts.value.get(part) if opts is not None else None
+            opt_state = opts[part].value if part in opts else None
         if not barrier and ctx.attemptNumber() > 0:
             # Spark retried this trainer after a failure; the other trainers have finished the round by
             # now, so the part sits this round out and rejoins in the next one. (A speculative copy would look
@@ -134,8 +134,8 @@ def run_round(spark: SparkSession, k: int, spec: TrainerSpec, state: bytes, opts
     part, :func:`~tma_spark.train.placement.holders` of the previous round; :mod:`tma_spark.train.placement`).
     With ``tolerant`` they are K single-task jobs submitted together, so a failed trainer only loses its own
     result, returned as a :class:`LostTrainer`, and part ``p`` is job ``p`` wherever Spark runs it. The global
-    weights are broadcast once; the optimizer states are broadcast (barrier) or travel inside each trainer's
-    RDD partition (tolerant).
+    weights are broadcast once; the optimizer states are broadcast one per part (barrier: a task fetches the
+    one of the part it takes) or travel inside each trainer's RDD partition (tolerant).
 
     With ``timeout`` (seconds) the round's jobs are cancelled once it has run that long (:class:`_Watchdog`):
     a barrier round then raises a :class:`TmaSparkError` saying so, and in a ``tolerant`` round every trainer
@@ -150,7 +150,8 @@ def run_round(spark: SparkSession, k: int, spec: TrainerSpec, state: bytes, opts
         if not tolerant:
             sc.setJobGroup(group, f"tma_spark train round {round_index}", interruptOnCancel=True)
             rdd = sc.parallelize([(p, None) for p in range(k)], k)
-            shared_opts = sc.broadcast(opts) if opts else None
+            # one broadcast per part: a task fetches only the state of the part it takes, not all K
+            shared_opts = {p: sc.broadcast(o) for p, o in opts.items() if o is not None}
             try:
                 results = rdd.barrier().mapPartitions(_trainer_task(shared, shared_opts, dict(placement or {}), spec,
                                                                     seconds, round_index, threads, True)).collect()
@@ -159,7 +160,7 @@ def run_round(spark: SparkSession, k: int, spec: TrainerSpec, state: bytes, opts
                     raise TmaSparkError(f"round {round_index} {watchdog.reason()}") from exc
                 raise
         else:
-            task = _trainer_task(shared, None, {}, spec, seconds, round_index, threads, False)
+            task = _trainer_task(shared, {}, {}, spec, seconds, round_index, threads, False)
 
             def one(part: int) -> RoundResult:
                 sc.setJobGroup(group, f"tma_spark train round {round_index} part {part}", interruptOnCancel=True)
@@ -175,8 +176,8 @@ def run_round(spark: SparkSession, k: int, spec: TrainerSpec, state: bytes, opts
     finally:
         watchdog.stop()
         shared.unpersist()
-        if shared_opts is not None:
-            shared_opts.unpersist()
+        for b in (shared_opts or {}).values():
+            b.unpersist()
     return sorted(results, key=lambda r: r.part)
 
 
@@ -244,6 +245,29 @@ def run_round_with_retries(spark: SparkSession, k: int, spec: TrainerSpec, state
             log.warning("round %d failed (%s); running it again from the same weights (retry %d of %d)",
                         round_index, reason, attempt + 1, retries)
     raise round_failure(round_index, retries + 1, reason, spec.lr, all_diverged, diverged)
+
+
+def release_trainers(spark: SparkSession, k: int, barrier: bool = True) -> List[dict]:
+    """After a run: one stage shaped like a round (K tasks, so the trainers' slots and, where each executor
+    runs one trainer, their workers) in which each worker drops its cached part and optimizer states
+    (:func:`~tma_spark.train.executor.release_worker`), so that the next run of the same application starts
+    from the workers' import baseline instead of adding its parts to the last run's. ``barrier``: K tasks at
+    once (the trainers' slots); False after a ``--tolerate-failures`` run, which may have lost slots, since a
+    barrier stage waits for all K. Best effort: a worker that gets no task keeps what it holds until its next
+    task. Never fails the caller."""
+    def task(rows):
+        list(rows)
+        from .executor import release_worker
+
+        yield release_worker()
+
+    try:
+        rdd = spark.sparkContext.parallelize(range(k), k)
+        return (rdd.barrier() if barrier else rdd).mapPartitions(task).collect()
+    except Exception as exc:  # noqa: BLE001 -- a cleanup; the run it follows has succeeded
+        log.warning("could not release the trainers' cached parts (%s); they are freed when the workers next "
+                    "load a part or exit", failure_reason(exc))
+        return []
 
 
 def lost_parts(results: Sequence[RoundResult]) -> List[int]:
