@@ -17,7 +17,6 @@ import argparse
 import json
 import logging
 import os
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -26,16 +25,10 @@ import psutil
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
-from common import Watch, shell_command, write_results  # noqa: E402
+from common import Watch, run_cli, shell_command, tma_spark_cli, write_results  # noqa: E402
 
 log = logging.getLogger("bench_memory")
 GB = 1e9
-
-
-def cli(*args: str) -> None:
-    cmd = [sys.executable, "-m", "tma_spark.cli", *args]
-    log.info("tma-spark %s", " ".join(args))
-    subprocess.run(cmd, check=True)
 
 
 def report(data: dict) -> str:
@@ -74,14 +67,13 @@ def main(argv=None) -> None:
     work = Path(args.work)
     lake, out = work / "lake", work / "bench"
     if not (lake / "_tma_lake.json").exists():
-        cli("ingest", "--synthetic", "--nodes", str(int(args.nodes)), "--edges", str(int(args.edges)),
+        run_cli("ingest", "--synthetic", "--nodes", str(int(args.nodes)), "--edges", str(int(args.edges)),
             "--feature-dim", str(args.dim), "--signal", "0.1", "--seed", "0", "--lake", str(lake), "--overwrite")
     bench = ["bench", "--lake", str(lake), "--out", str(out), "--methods", args.methods, "--seeds", str(args.seeds),
              "--budget", str(args.budget), "--parts", str(args.parts), "-T", "15", "--overwrite"]
-    log.info("tma-spark %s", " ".join(bench))
     started = time.perf_counter()
     with Watch() as watch:  # the whole application: the CLI process and everything under it
-        proc = subprocess.Popen([sys.executable, "-m", "tma_spark.cli", *bench])
+        proc = tma_spark_cli(*bench)
         watch.sampled, watch.sampled_self = psutil.Process(proc.pid), True
         if proc.wait() != 0:
             raise SystemExit(f"tma-spark bench failed with exit status {proc.returncode}")

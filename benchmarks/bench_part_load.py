@@ -21,7 +21,6 @@ import argparse
 import logging
 import os
 import resource
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -31,7 +30,7 @@ import psutil
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 sys.path.insert(0, str(HERE.parent))
-from common import run_worker, shell_command, worker_main, write_results  # noqa: E402
+from common import run_cli, run_worker, shell_command, worker_main, write_results  # noqa: E402
 
 log = logging.getLogger("bench_part_load")
 MB = 2**20
@@ -63,12 +62,6 @@ def load_worker(spec: dict) -> dict:
             "feature_bytes": graph.x.numel() * 4, "edge_bytes": graph.edge_index.numel() * 8,
             "nodes": graph.num_nodes, "edges": int(graph.edge_index.shape[1]) // 2, "seconds": seconds,
             "ratio": (peak - baseline) / part_bytes}
-
-
-def cli(*args: str) -> None:
-    cmd = [sys.executable, "-m", "tma_spark.cli", *args]
-    log.info("%s", " ".join(cmd[2:]))
-    subprocess.run(cmd, check=True)
 
 
 def report(data: dict) -> str:
@@ -105,9 +98,9 @@ def main(argv=None) -> None:
     lake, parts = work / "lake", work / "parts"
     if not (parts / "_tma_parts.json").exists():
         work.mkdir(parents=True, exist_ok=True)
-        cli("ingest", "--synthetic", "--nodes", str(int(args.nodes)), "--edges", str(int(args.edges)),
+        run_cli("ingest", "--synthetic", "--nodes", str(int(args.nodes)), "--edges", str(int(args.edges)),
             "--feature-dim", str(args.dim), "--seed", "0", "--lake", str(lake), "--overwrite")
-        cli("partition", "--lake", str(lake), "--strategy", "random", "--parts", str(args.parts), "--seed", "0",
+        run_cli("partition", "--lake", str(lake), "--strategy", "random", "--parts", str(args.parts), "--seed", "0",
             "--out", str(parts), "--overwrite")
     rows = []
     for sampler in args.samplers.split(","):

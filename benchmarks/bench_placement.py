@@ -22,28 +22,21 @@ import json
 import logging
 import os
 import statistics
-import subprocess
 import sys
 import time
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
-from common import shell_command, write_results  # noqa: E402
+from common import run_cli, shell_command, write_results  # noqa: E402
 
 log = logging.getLogger("bench_placement")
 MASTERS = ("local-cluster[4,1,1024]", "local[4]")
 
 
-def cli(*args: str) -> None:
-    log.info("tma-spark %s", " ".join(args))
-    subprocess.run([sys.executable, "-m", "tma_spark.cli", *args], check=True,
-                   env={**os.environ, "PYSPARK_PYTHON": sys.executable})
-
-
 def one_run(master: str, lake: Path, parts: Path, out: Path, seconds: float, rounds: int) -> dict:
     started = time.perf_counter()
-    cli("train", "--master", master, "--lake", str(lake), "--partitions", str(parts), "--out", str(out),
+    run_cli("train", "--master", master, "--lake", str(lake), "--partitions", str(parts), "--out", str(out),
         "--round-seconds", str(seconds), "--max-rounds", str(rounds), "--overwrite")
     wall = time.perf_counter() - started
     summary = json.loads((out / "summary.json").read_text())
@@ -80,8 +73,8 @@ def main(argv=None) -> None:
     work = Path(args.work)
     lake, parts = work / "lake", work / "parts"
     if not (parts / "_tma_parts.json").exists():
-        cli("ingest", "--dataset", "cora", "--lake", str(lake), "--overwrite")
-        cli("partition", "--lake", str(lake), "--parts", "4", "--seed", "0", "--out", str(parts), "--overwrite")
+        run_cli("ingest", "--dataset", "cora", "--lake", str(lake), "--overwrite")
+        run_cli("partition", "--lake", str(lake), "--parts", "4", "--seed", "0", "--out", str(parts), "--overwrite")
     runs = [one_run(m, lake, parts, work / f"run{i}", args.seconds, args.rounds) for i, m in enumerate(MASTERS)]
     data = {"seconds": args.seconds, "rounds": args.rounds, "command": shell_command(),
             "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "runs": runs}

@@ -192,6 +192,21 @@ def start_spark(master: str, app_name: str):
     return spark, jvm
 
 
+def tma_spark_cli(*args: str) -> subprocess.Popen:
+    """Start ``tma-spark ARGS`` (this interpreter's package, so a worktree on ``PYTHONPATH`` is what runs), with
+    the same interpreter for Spark's Python workers (local-cluster executors need it spelled out); logged."""
+    log.info("tma-spark %s", " ".join(map(str, args)))
+    return subprocess.Popen([sys.executable, "-m", "tma_spark.cli", *map(str, args)],
+                            env={**os.environ, "PYSPARK_PYTHON": sys.executable})
+
+
+def run_cli(*args: str) -> None:
+    """Run ``tma-spark ARGS`` to the end (:func:`tma_spark_cli`); a failure stops the benchmark."""
+    rc = tma_spark_cli(*args).wait()
+    if rc != 0:
+        raise SystemExit(f"tma-spark {args[0]} failed with exit status {rc}")
+
+
 def shell_command() -> str:
     """The command line that ran this script, runnable again from any folder (for the results file)."""
     return f"cd {shlex.quote(os.getcwd())} && {shlex.join([sys.executable, *sys.argv])}"

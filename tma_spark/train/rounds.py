@@ -145,7 +145,7 @@ def run_round(spark: SparkSession, k: int, spec: TrainerSpec, state: bytes, opts
     shared = sc.broadcast(state)
     group = f"tma_spark-round-{round_index}-attempt-{spec.attempt}-{uuid.uuid4().hex[:8]}"
     watchdog = _Watchdog(sc, group, timeout, round_index)
-    shared_opts = None
+    shared_opts = {}
     try:
         if not tolerant:
             sc.setJobGroup(group, f"tma_spark train round {round_index}", interruptOnCancel=True)
@@ -176,7 +176,7 @@ def run_round(spark: SparkSession, k: int, spec: TrainerSpec, state: bytes, opts
     finally:
         watchdog.stop()
         shared.unpersist()
-        for b in (shared_opts or {}).values():
+        for b in shared_opts.values():
             b.unpersist()
     return sorted(results, key=lambda r: r.part)
 
