@@ -67,3 +67,15 @@ def test_splitmix64_is_the_standard_generator():
     assert int(splitmix64(np.array([0]), 0)[0]) == 0xE220A8397B1DCDAF
     assert splitmix64(np.arange(4), 1).dtype == np.uint64
     assert not np.array_equal(splitmix64(np.arange(4), 1), splitmix64(np.arange(4), 2))
+
+
+def test_hop_distances_counts_hops_from_the_nearest_source_and_caps_the_rest():
+    from tma_spark.arrays import hop_distances
+
+    # path 0-1-2-3-4 (both directions) and an isolated node 5
+    src = np.array([0, 1, 1, 2, 2, 3, 3, 4])
+    dst = np.array([1, 0, 2, 1, 3, 2, 4, 3])
+    assert hop_distances(src, dst, 6, np.array([0]), 2).tolist() == [0, 1, 2, 3, 3, 3]
+    assert hop_distances(src, dst, 6, np.array([0, 4]), 2).tolist() == [0, 1, 2, 1, 0, 3]
+    # directed: only src -> dst edges are followed
+    assert hop_distances(np.array([0]), np.array([1]), 2, np.array([1]), 1).tolist() == [2, 0]

@@ -9,7 +9,8 @@ from typing import Tuple
 
 import numpy as np
 
-__all__ = ["unique_int64", "splitmix64", "symmetric_edge_index", "symmetric_edges", "symmetric_csr"]
+__all__ = ["unique_int64", "splitmix64", "symmetric_edge_index", "symmetric_edges", "symmetric_csr",
+           "hop_distances"]
 
 _GOLDEN = 0x9E3779B97F4A7C15
 
@@ -97,3 +98,15 @@ def symmetric_csr(src: np.ndarray, dst: np.ndarray, num_nodes: int) -> Tuple[np.
     xadj = np.zeros(num_nodes + 1, dtype=np.int64)
     np.cumsum(np.bincount(rows, minlength=num_nodes), out=xadj[1:])
     return xadj, adjncy
+
+
+def hop_distances(src: np.ndarray, dst: np.ndarray, num_nodes: int, sources: np.ndarray, hops: int) -> np.ndarray:
+    """Hops from the nearest of ``sources`` to every node along the directed edges ``src -> dst``, up to
+    ``hops`` (``hops + 1`` for a node farther away or unreachable); a breadth-first search, one vectorised
+    pass over the edges per hop."""
+    dist = np.full(num_nodes, hops + 1, dtype=np.int64)
+    dist[sources] = 0
+    for h in range(1, hops + 1):
+        reached = dst[dist[src] == h - 1]
+        dist[reached[dist[reached] > h]] = h
+    return dist

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Optional, Sequence, Tuple
+
 import torch
 from torch import nn
 from torch_geometric.nn import GATConv, GCNConv, SAGEConv
@@ -22,14 +24,17 @@ class NarrowingSAGEConv(SAGEConv):
     and the same split as layer-wise inference (:mod:`tma_spark.infer.layers`).
     """
 
-    def forward(self, x: torch.Tensor, edge_index: torch.Tensor) -> torch.Tensor:  # type: ignore[override]
+    def forward(self, x, edge_index: torch.Tensor) -> torch.Tensor:  # type: ignore[override]
+        """``x``: node features, or ``(x_src, x_dst)`` where the destinations are the first rows of the
+        sources (a trimmed layer: :meth:`GNN.forward` with ``trim``)."""
         if self.out_channels >= self.in_channels or self.project or self.normalize or not self.root_weight:
             return super().forward(x, edge_index)
-        xw = x @ self.lin_l.weight.t()
-        out = self.propagate(edge_index, x=(xw, xw), size=None)
+        x_src, x_dst = x if isinstance(x, tuple) else (x, x)
+        xw = x_src @ self.lin_l.weight.t()
+        out = self.propagate(edge_index, x=(xw, xw[:x_dst.shape[0]]), size=(x_src.shape[0], x_dst.shape[0]))
         if self.lin_l.bias is not None:
             out = out + self.lin_l.bias
-        return out + self.lin_r(x)
+        return out + self.lin_r(x_dst)
 
 
 class GNN(nn.Module):
@@ -65,9 +70,23 @@ class GNN(nn.Module):
         self.norms = nn.ModuleList([nn.LayerNorm(hidden) for _ in range(layers - 1)])
         self.dropout = dropout
 
-    def forward(self, x: torch.Tensor, edge_index: torch.Tensor) -> torch.Tensor:
+    #: Models whose forward can be trimmed (``trim``): a layer's output at a node reads only the node's own row
+    #: and its incoming edges. GCN also reads its neighbours' degrees; GAT is not trimmed (untested).
+    TRIMMABLE = ("sage", "mlp")
+
+    def forward(self, x: torch.Tensor, edge_index: torch.Tensor,
+                trim: Optional[Sequence[Tuple[int, torch.Tensor]]] = None) -> torch.Tensor:
+        """Outputs of every node, or with ``trim`` (one ``(rows, edge_index)`` per layer; :data:`TRIMMABLE`
+        models) of the first ``rows`` nodes of the last layer only: layer i computes the first ``rows_i`` rows
+        from the incoming ``edge_index_i`` (its edges into those rows), so evaluation on a sampled
+        neighbourhood computes each layer only where a later layer reads it, as PyG's ``trim_to_layer`` does
+        (nodes ordered by hop from the targets)."""
         for i, conv in enumerate(self.convs):
-            x = conv(x) if self.kind == "mlp" else conv(x, edge_index)
+            if trim is not None:
+                rows, layer_edges = trim[i]
+                x = conv(x[:rows]) if self.kind == "mlp" else conv((x, x[:rows]), layer_edges)
+            else:
+                x = conv(x) if self.kind == "mlp" else conv(x, edge_index)
             if i < len(self.convs) - 1:
                 x = self.norms[i](self.acts[i](x))
                 x = nn.functional.dropout(x, p=self.dropout, training=self.training)
