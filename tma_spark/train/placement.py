@@ -11,9 +11,11 @@ an executor that holds a part trains that part. Each trainer then loads its part
 more when its executor is lost.
 
 This needs one task per executor (one trainer core per executor, as ``spark.task.cpus`` equal to the
-executor's cores gives, or one executor per machine with K machines). Where several of a round's tasks share
-an executor (local mode: one executor for all), the address cannot tell their workers apart: those tasks
-keep part = task index, as before, and a part may move between that executor's Python workers.
+executor's cores gives, or one executor per machine with K machines), or local mode, where the one executor's
+tasks tell its Python workers apart through files and a task's slot is ``address/pid``
+(:mod:`tma_spark.train.rendezvous`). Where several of a round's tasks share an executor of a cluster, the
+address cannot tell their workers apart: those tasks keep part = task index, and a part may move between that
+executor's Python workers.
 
 Pure functions, tested without Spark.
 """

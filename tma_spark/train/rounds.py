@@ -26,6 +26,7 @@ the SparkSession.
 from __future__ import annotations
 
 import logging
+import shutil
 import threading
 import uuid
 from concurrent.futures import ThreadPoolExecutor
@@ -41,6 +42,7 @@ from .contract import LostTrainer, RoundResult, TrainerSpec
 from .ddp import make_allreduce
 from .executor import run_trainer_task
 from .placement import assign_parts
+from .rendezvous import meets_locally, rendezvous_dir, worker_slots
 
 __all__ = ["check_slots", "run_round", "run_round_with_retries", "screen_diverged", "round_failure", "round_row",
            "lost_parts", "release_trainers"]
@@ -49,13 +51,15 @@ log = logging.getLogger(__name__)
 
 
 def _trainer_task(shared, opts, placement: Dict[str, int], spec: TrainerSpec, seconds: float, round_index: int,
-                  threads: int, barrier: bool):
+                  threads: int, barrier: bool, token: str = ""):
     """The function each round's Spark task runs (barrier or independent task).
 
     An independent task trains the part in its row, with the optimizer state beside it. A barrier task trains
-    the part :func:`~tma_spark.train.placement.assign_parts` gives it from the executor addresses of the
-    stage's tasks and ``placement`` (the executor that trained each part last round), so that a part stays
-    where it is loaded; its optimizer state comes from ``opts`` (part -> a broadcast of its bytes)."""
+    the part :func:`~tma_spark.train.placement.assign_parts` gives it from the slots of the stage's tasks
+    (executor addresses, or ``address/pid`` when all share one executor: :func:`worker_slots`, meeting in the
+    folder of round attempt ``token``) and ``placement`` (the slot that trained each part last round), so that
+    a part stays where it is loaded; its optimizer state comes from ``opts`` (part -> a broadcast of its
+    bytes)."""
     faults = parse_faults(spec.faults)
 
     def task(rows):
@@ -68,6 +72,8 @@ def _trainer_task(shared, opts, placement: Dict[str, int], spec: TrainerSpec, se
         address = None
         if barrier:
             slots = [info.address for info in ctx.getTaskInfos()]  # by partition id; no message exchange
+            if token:  # local mode: every task on this machine's one executor; tell its workers apart
+                slots = worker_slots(slots, ctx.partitionId(), rendezvous_dir(token))
             address = slots[ctx.partitionId()]
             part = assign_parts(slots, placement, len(slots))[ctx.partitionId()]
             opt_state = opts[part].value if part in opts else None
@@ -145,6 +151,7 @@ def run_round(spark: SparkSession, k: int, spec: TrainerSpec, state: bytes, opts
     shared = sc.broadcast(state)
     group = f"tma_spark-round-{round_index}-attempt-{spec.attempt}-{uuid.uuid4().hex[:8]}"
     watchdog = _Watchdog(sc, group, timeout, round_index)
+    meet = meets_locally(sc.master)
     shared_opts = {}
     try:
         if not tolerant:
@@ -154,7 +161,8 @@ def run_round(spark: SparkSession, k: int, spec: TrainerSpec, state: bytes, opts
             shared_opts = {p: sc.broadcast(o) for p, o in opts.items() if o is not None}
             try:
                 results = rdd.barrier().mapPartitions(_trainer_task(shared, shared_opts, dict(placement or {}), spec,
-                                                                    seconds, round_index, threads, True)).collect()
+                                                                    seconds, round_index, threads, True,
+                                                                    group if meet else "")).collect()
             except Exception as exc:
                 if watchdog.fired.is_set():
                     raise TmaSparkError(f"round {round_index} {watchdog.reason()}") from exc
@@ -178,6 +186,8 @@ def run_round(spark: SparkSession, k: int, spec: TrainerSpec, state: bytes, opts
         shared.unpersist()
         for b in shared_opts.values():
             b.unpersist()
+        if meet:
+            shutil.rmtree(rendezvous_dir(group), ignore_errors=True)  # the tasks met on this machine
     return sorted(results, key=lambda r: r.part)
 
 
