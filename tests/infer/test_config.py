@@ -14,7 +14,8 @@ def test_sizing_settings_default_to_the_shared_declarations():
 
 @pytest.mark.parametrize("field, value, flag", [("shuffle_partition_mb", 0, "--shuffle-partition-mb"),
                                                 ("arrow_batch_mb", 0, "--arrow-batch-mb"),
-                                                ("arrow_batch_mb", 4096, "--arrow-batch-mb")])
+                                                ("arrow_batch_mb", 4096, "--arrow-batch-mb"),
+                                                ("message_batch_gb", 0, "--message-batch-gb")])
 def test_bad_sizes_are_refused_with_the_flag(field, value, flag):
     with pytest.raises(ConfigError, match=flag):
         InferConfig(lake="L", run="R", out="P", **{field: value}).validate()

@@ -28,7 +28,7 @@ aggregation, ``gcn`` is ``GCNConv``'s ``gcn_norm`` propagation with self loops.
 from __future__ import annotations
 
 import logging
-from typing import Callable, Iterator, List, Optional, Sequence
+from typing import Callable, Iterator, List, Optional, Sequence, Tuple
 
 import numpy as np
 import pyarrow as pa
@@ -182,7 +182,8 @@ def _passthrough(values: DataFrame) -> List[str]:
 
 
 def propagate(und: DataFrame, values: DataFrame, how: str, deg: Optional[DataFrame] = None,
-              num_partitions: Optional[int] = None, node_partitions: Optional[int] = None) -> DataFrame:
+              num_partitions: Optional[int] = None, node_partitions: Optional[int] = None,
+              batch: Optional[Tuple[int, int]] = None) -> DataFrame:
     """(id, vec array<float>, *passthrough) for every id in ``values(id, vec array<float>, *passthrough)``:
 
     * ``sum``:  sum over neighbours j of v_j;
@@ -205,6 +206,9 @@ def propagate(und: DataFrame, values: DataFrame, how: str, deg: Optional[DataFra
             planning, ``spark.sql.shuffle.partitions``); size it the same way (N rows). Spark raises a count
             below ``spark.sql.shuffle.partitions`` to that (its floor for a join of two shuffles), so this
             matters for large graphs, where the default is far too few.
+        batch: ``(count, index)``: only the nodes with ``id mod count == index`` and the messages to them (every
+            node still sends), so that a caller can run a large layer in ``count`` jobs, each writing about
+            ``1 / count`` of the message shuffle, and free each job's shuffle files before the next.
 
     Lazy: nothing runs until an action. Sums are accumulated in float64 inside a batch and shuffled, joined and
     returned as float32.
@@ -228,6 +232,10 @@ def propagate(und: DataFrame, values: DataFrame, how: str, deg: Optional[DataFra
     # Both sides of the message join hashed by src into the same sized partitions: the join's own exchange
     # would otherwise use spark.sql.shuffle.partitions (8 by default here), and at 10^8 edges a task of it
     # sorted 2.5e7 edge rows and ran the driver JVM of local mode out of heap.
+    if batch is not None:  # after GCN's degrees, which need every edge
+        count, index = batch
+        und = und.where(F.pmod(F.col("dst"), F.lit(count)) == index)
+        base = base.where(F.pmod(F.col("id"), F.lit(count)) == index)
     messages = (und.select("src", "dst").repartition(parts, "src")
                 .join(senders.repartition(parts, "src"), "src"))
     sums = (messages.repartition(parts, "dst").sortWithinPartitions("dst", "src")

@@ -13,12 +13,16 @@ from __future__ import annotations
 
 import math
 
-__all__ = ["SHUFFLE_PARTITION_MB", "ARROW_BATCH_MB", "MB", "row_bytes", "shuffle_partitions", "arrow_batch_conf"]
+__all__ = ["SHUFFLE_PARTITION_MB", "ARROW_BATCH_MB", "MESSAGE_BATCH_GB", "MB", "row_bytes", "shuffle_partitions",
+           "shuffle_batches", "arrow_batch_conf"]
 
 MB = 1 << 20
 
 #: Default target size of one shuffle partition, in MB (``--shuffle-partition-mb``).
 SHUFFLE_PARTITION_MB = 128
+
+#: Default most shuffle GB one batch of a layer's messages writes (``--message-batch-gb``).
+MESSAGE_BATCH_GB = 16.0
 
 #: Default size of one Arrow batch handed to a Python worker, in MB (``--arrow-batch-mb``). A worker holds a few
 #: copies of its batch at once (float64 views, the layer's inputs and outputs), so this bounds its data memory.
@@ -37,6 +41,18 @@ def row_bytes(floats: int, fields: int, arrays: int = 1) -> int:
     if floats < 0 or fields < 1 or not 0 <= arrays <= fields:
         raise ValueError(f"row_bytes: floats={floats}, fields={fields}, arrays={arrays} do not describe a row")
     return _ROW_BYTES + _FIELD_BYTES * fields + _ARRAY_BYTES * arrays + 4 * floats
+
+
+def shuffle_batches(rows: int, bytes_per_row: int, batch_gb: float) -> int:
+    """Batches to split a shuffle of ``rows`` rows of ``bytes_per_row`` bytes into so that each writes at most
+    ``batch_gb`` GB of shuffle files: ``ceil(total / batch_gb)``, at least 1.
+
+    >>> shuffle_batches(2 * 10**8, 300, 16)   # layer 1's messages at 10^8 edges and 64 features: 60 GB
+    4
+    """
+    if batch_gb <= 0:
+        raise ValueError(f"shuffle_batches: batch_gb={batch_gb} must be positive")
+    return max(1, math.ceil(max(int(rows), 0) * max(int(bytes_per_row), 0) / (batch_gb * 1e9)))
 
 
 def shuffle_partitions(rows: int, bytes_per_row: int, target_mb: float = SHUFFLE_PARTITION_MB,

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from typing import Optional
 
 from ..errors import ConfigError
-from ..graphops.sizing import ARROW_BATCH_MB, SHUFFLE_PARTITION_MB
+from ..graphops.sizing import ARROW_BATCH_MB, MESSAGE_BATCH_GB, SHUFFLE_PARTITION_MB
 from ..lake import LAKE_FORMATS
 from ..settings import check_choices, setting
 
@@ -37,6 +37,10 @@ class InferConfig:
                                         "each layer's message shuffle gets ceil(2 x edges x message bytes / this) "
                                         "partitions, its node-level join ceil(nodes x row bytes / this) "
                                         "(default %(default)s)")
+    message_batch_gb: float = setting(MESSAGE_BATCH_GB, help="most GB of shuffle files one message shuffle "
+                                      "writes at once: a larger layer runs in batches of destination nodes, "
+                                      "each batch's shuffle files freed before the next (local disk must hold "
+                                      "one batch; default %(default)s)")
     arrow_batch_mb: int = setting(ARROW_BATCH_MB, help="largest Arrow batch in MB handed to a Python worker "
                                   "(spark.sql.execution.arrow.maxBytesPerBatch for the job): bounds each "
                                   "worker's data memory at a few times this, at any graph size or width "
@@ -48,6 +52,9 @@ class InferConfig:
         check_choices(self)
         if self.eval_negatives is not None and self.eval_negatives < 1:
             raise ConfigError(f"--eval-negatives {self.eval_negatives} must be at least 1.")
+        if not self.message_batch_gb > 0:
+            raise ConfigError(f"--message-batch-gb {self.message_batch_gb} must be positive (GB); it should be "
+                              "well under the free space of spark.local.dir.")
         if self.shuffle_partition_mb < 1:
             raise ConfigError(f"--shuffle-partition-mb {self.shuffle_partition_mb} must be at least 1 (MB); "
                               "128-256 suits most clusters.")

@@ -22,12 +22,13 @@ against the same ``eval_negatives`` random nodes.
 from __future__ import annotations
 
 import contextlib
+import gc
 import io
 import json
 import logging
 import time
 from dataclasses import asdict
-from typing import Dict, Iterator, Tuple
+from typing import Dict, Iterator, Optional, Tuple
 
 import numpy as np
 import torch
@@ -45,7 +46,7 @@ from . import layers
 from .attention import attention_propagate
 from .config import InferConfig
 from ..graphops.propagate import degrees, propagate, undirected_edges, vector_matrix
-from ..graphops.sizing import arrow_batch_conf, row_bytes, shuffle_partitions
+from ..graphops.sizing import arrow_batch_conf, row_bytes, shuffle_batches, shuffle_partitions
 
 __all__ = ["InferConfig", "infer", "load_run"]
 
@@ -89,8 +90,9 @@ class _Shuffles:
     """Partition counts of one inference's shuffles, sized from the lake (2E directed messages, N nodes) and the
     widths of each layer's rows, about ``partition_mb`` MB per partition and never fewer than the cores."""
 
-    def __init__(self, spark: SparkSession, lake: Lake, partition_mb: float):
+    def __init__(self, spark: SparkSession, lake: Lake, partition_mb: float, batch_gb: float):
         self.edges, self.nodes, self.mb = lake.meta.num_edges, lake.meta.num_nodes, partition_mb
+        self.batch_gb = batch_gb
         self.cores = spark.sparkContext.defaultParallelism
 
     def _parts(self, rows: int, floats: int, fields: int, arrays: int) -> int:
@@ -100,13 +102,56 @@ class _Shuffles:
         """Partitions of a message shuffle of rows ``(src, dst, vector[, scale])`` (GAT: plus a self loop per node)."""
         return self._parts(2 * self.edges + (self.nodes if self_loops else 0), floats, fields, arrays)
 
+    def batches(self, floats: int, fields: int) -> int:
+        """Batches of the message shuffle of rows ``(dst, vector...)`` so that each writes at most
+        ``--message-batch-gb`` (:func:`~tma_spark.graphops.sizing.shuffle_batches`)."""
+        return shuffle_batches(2 * self.edges, row_bytes(floats, fields, 1), self.batch_gb)
+
     def nodes_join(self, floats: int) -> int:
         """Partitions of the join of per-node sums with the node rows (``floats`` in all, both sides together)."""
         return self._parts(self.nodes, floats, 6, 2)
 
 
+def _propagated_layer(spark: SparkSession, und: DataFrame, pre: DataFrame, deg: Optional[DataFrame],
+                      spec: ModelSpec, state: layers.Weights, i: int, shuffles: "_Shuffles", path: str) -> DataFrame:
+    """Layer ``i`` of SAGE or GCN from its ``pre`` rows: messages, sums, ``post``; written under ``path``.
+
+    A message shuffle larger than ``--message-batch-gb`` runs in batches of destination nodes (``id mod B``),
+    each written before the next starts, and each batch's shuffle files are freed after it (the JVM's
+    garbage collection lets Spark's cleaner delete them): at 10^8 edges and 64 features layer 1's messages
+    are about 60 GB, more than this machine's free disk beside the lake and the layer's other files."""
+    msg, root = layers.widths(spec, i)
+    how, own = ("mean", ["root"]) if spec.kind == "sage" else ("gcn", [])  # GCN has no own term
+    fields = 3 if how == "mean" else 4
+    batches = shuffles.batches(msg, fields)
+    parts = -(-shuffles.messages(msg, fields=fields) // batches)
+    node_parts = -(-shuffles.nodes_join(msg + root + (msg if how == "gcn" else 0)) // batches)  # GCN keeps its msg
+    log.info("layer %d: %d message partitions, %d node partitions%s", i + 1, parts, node_parts,
+             f", in {batches} batches of destinations" if batches > 1 else "")
+    values = pre.select("id", F.col("msg").alias("vec"), *own)
+    for b in range(batches):
+        agg = propagate(und, values, how, deg, num_partitions=parts, node_partitions=node_parts,
+                        batch=(batches, b) if batches > 1 else None)
+        out = agg.withColumnRenamed("vec", "agg").mapInArrow(layers.post_fn(spec, state, i),
+                                                              "id long, vec array<float>")
+        out.write.mode("overwrite" if b == 0 else "append").parquet(path)
+        if batches > 1:
+            del agg, out
+            _free_shuffles(spark)
+            log.info("layer %d: batch %d/%d written", i + 1, b + 1, batches)
+    return spark.read.parquet(path)
+
+
+def _free_shuffles(spark: SparkSession) -> None:
+    """Let Spark delete the shuffle files of jobs whose DataFrames are gone: Python drops its references, then
+    the JVM collects garbage, which Spark's ContextCleaner watches (otherwise it waits for
+    ``spark.cleaner.periodicGC.interval``, 30 minutes)."""
+    gc.collect()
+    spark.sparkContext._jvm.System.gc()
+
+
 def _layer_outputs(spark: SparkSession, lake: Lake, spec: ModelSpec, task: str, state: layers.Weights,
-                   scratch: str, partition_mb: float) -> DataFrame:
+                   scratch: str, partition_mb: float, batch_gb: float) -> DataFrame:
     """(id, vec) of the model's last layer for every node, layer by layer.
 
     Per message-passing layer: ``pre`` (written), one message shuffle, and one node-level join inside
@@ -118,7 +163,7 @@ def _layer_outputs(spark: SparkSession, lake: Lake, spec: ModelSpec, task: str, 
         edges = edges.where(F.col("split").isNull() | (F.col("split") == "train"))
     und = _materialize(spark, undirected_edges(edges), f"{scratch}/edges")
     deg = _materialize(spark, degrees(und, lake.nodes()), f"{scratch}/deg") if spec.kind == "gcn" else None
-    shuffles = _Shuffles(spark, lake, partition_mb)
+    shuffles = _Shuffles(spark, lake, partition_mb, batch_gb)
     h = lake.nodes().select("id", F.col("features").alias("vec"))
     for i in range(spec.layers):
         started = time.time()
@@ -132,14 +177,9 @@ def _layer_outputs(spark: SparkSession, lake: Lake, spec: ModelSpec, task: str, 
                 parts = shuffles.messages(layers.widths(spec, i, heads)[0], fields=5, arrays=3, self_loops=True)
                 joined = attention_propagate(und, pre, heads, num_partitions=parts).withColumnRenamed("vec", "agg")
             else:
-                msg, root = layers.widths(spec, i)
-                how, own = ("mean", ["root"]) if spec.kind == "sage" else ("gcn", [])  # GCN has no own term
-                parts = shuffles.messages(msg, fields=3 if how == "mean" else 4)
-                node_parts = shuffles.nodes_join(msg + root + (msg if how == "gcn" else 0))  # GCN keeps its own msg
-                log.info("layer %d: %d message partitions, %d node partitions", i + 1, parts, node_parts)
-                agg = propagate(und, pre.select("id", F.col("msg").alias("vec"), *own), how, deg,
-                                num_partitions=parts, node_partitions=node_parts)
-                joined = agg.withColumnRenamed("vec", "agg")
+                h = _propagated_layer(spark, und, pre, deg, spec, state, i, shuffles, f"{scratch}/layer{i}")
+                log.info("inference layer %d/%d done in %.1f s", i + 1, spec.layers, time.time() - started)
+                continue
             out = joined.mapInArrow(layers.post_fn(spec, state, i), "id long, vec array<float>")
         h = _materialize(spark, out, f"{scratch}/layer{i}")
         log.info("inference layer %d/%d done in %.1f s", i + 1, spec.layers, time.time() - started)
@@ -222,7 +262,7 @@ def _infer(spark: SparkSession, cfg: InferConfig) -> dict:
     try:
         log.info("inference of %s (%s, %d layers) on %s: %d nodes, %d edges", cfg.run, spec.kind,
                  spec.layers, lake.path, lake.meta.num_nodes, lake.meta.num_edges)
-        h = _layer_outputs(spark, lake, spec, task, ckpt, scratch, cfg.shuffle_partition_mb)
+        h = _layer_outputs(spark, lake, spec, task, ckpt, scratch, cfg.shuffle_partition_mb, cfg.message_batch_gb)
         schema = ("id long, embedding array<float>" if task == "link"
                   else "id long, prediction int, probabilities array<float>, logits array<float>")
         pred = _with_node_id(lake, h.mapInArrow(layers.output_fn(task), schema))
