@@ -228,6 +228,7 @@ def report(data: dict) -> str:
         if f.get("curve"):
             lines += ["", f"{name} validation over time (s: val): " + ", ".join(
                 f"{r['wall_seconds']:.0f}: {r['val']:.4f}" for r in f["curve"] if r["val"] is not None)]
+    lines += [f"\nNote: {n}" for n in data.get("notes", [])]
     lines += ["", f"Command: `{data['command']}` ({data['date']})."]
     return "\n".join(lines) + "\n"
 
@@ -245,12 +246,14 @@ def main(argv=None) -> None:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--stages", default=",".join(STAGES), help="comma-separated, in pipeline order")
     ap.add_argument("--keep", action="store_true", help="keep the work folder")
+    ap.add_argument("--note", action="append", default=[], help="a line for the report (how the run went)")
     ap.add_argument("--out", default=str(RESULTS / "scale_train.json"))
     args = ap.parse_args(argv)
     work, out = Path(args.work), Path(args.out)
     work.mkdir(parents=True, exist_ok=True)
     data = json.loads(out.read_text()) if out.exists() else {"stages": {}}
-    data.update(args={k: v for k, v in vars(args).items() if k not in ("work", "out", "stages", "keep")},
+    data["notes"] = data.get("notes", []) + args.note
+    data.update(args={k: v for k, v in vars(args).items() if k not in ("work", "out", "stages", "keep", "note")},
                 command=shell_command(), date=time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
                 machine=f"{os.cpu_count()} cores, {psutil.virtual_memory().total / GB:.0f} GiB RAM")
     try:
