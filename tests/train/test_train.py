@@ -239,7 +239,8 @@ def test_llcg_on_metis_parts_and_resident_optimizer_state(spark, cora_lake, tmp_
     # both trainers run in the one local executor: its workers tell each other apart (rendezvous.py), so each
     # part and its resident optimizer state stay in the worker that loaded them
     assert len(rows) == 3 and all(r["optimizer_state_misses"] == 0 for r in rows), rows
-    assert s["part_loads"] == [1, 1] and len({a for r in rows for a in r["executors"]}) == 2
+    # at most once each: the workers may still hold the parts from the llcg run above (then 0)
+    assert max(s["part_loads"]) <= 1 and len({a for r in rows for a in r["executors"]}) == 2, s["part_loads"]
     assert s["best_val"] > 0.3
 
 
