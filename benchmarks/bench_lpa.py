@@ -31,10 +31,7 @@ Results: ``benchmarks/results/lpa.{md,json}`` (``--out``).
 from __future__ import annotations
 
 import argparse
-import glob
-import json
 import logging
-import os
 import shutil
 import sys
 import tempfile
@@ -44,7 +41,8 @@ from pathlib import Path
 import numpy as np
 import psutil
 
-from common import RESULTS, WorkersWatch, find_jvm, machine_info, mb, run_worker, worker_main, write_results
+from common import RESULTS, WorkersWatch, find_jvm, machine_info, mb, run_worker, spark_events, worker_main, \
+    write_results
 
 log = logging.getLogger("bench_lpa")
 
@@ -232,23 +230,17 @@ def stage_profile(event_dir: str, start: float, row: dict) -> list:
     """Spark's event log: the stages that completed during each ``new`` iteration (by completion time), with
     their wall seconds, summed task seconds, shuffle written (records, bytes) and spill."""
     stages = []
-    for path in sorted(glob.glob(os.path.join(event_dir, "**", "*"), recursive=True)):
-        if not os.path.isfile(path):
-            continue
-        with open(path) as fh:
-            for line in fh:
-                if '"SparkListenerStageCompleted"' not in line:
-                    continue
-                info = json.loads(line)["Stage Info"]
-                acc = {a["Name"]: a.get("Value") for a in info.get("Accumulables", [])}
-                metric = lambda name: int(acc.get(f"internal.metrics.{name}", 0) or 0)  # noqa: E731
-                stages.append({"stage": info["Stage ID"], "tasks": info["Number of Tasks"],
-                               "end": info.get("Completion Time", 0) / 1000.0,
-                               "wall_s": (info.get("Completion Time", 0) - info.get("Submission Time", 0)) / 1000.0,
-                               "task_s": metric("executorRunTime") / 1000.0, "cpu_s": metric("executorCpuTime") / 1e9,
-                               "shuffle_write_records": metric("shuffle.write.recordsWritten"),
-                               "shuffle_write_bytes": metric("shuffle.write.bytesWritten"),
-                               "spill_bytes": metric("diskBytesSpilled")})
+    for event in spark_events(event_dir, "SparkListenerStageCompleted"):
+        info = event["Stage Info"]
+        acc = {a["Name"]: a.get("Value") for a in info.get("Accumulables", [])}
+        metric = lambda name: int(acc.get(f"internal.metrics.{name}", 0) or 0)  # noqa: E731
+        stages.append({"stage": info["Stage ID"], "tasks": info["Number of Tasks"],
+                       "end": info.get("Completion Time", 0) / 1000.0,
+                       "wall_s": (info.get("Completion Time", 0) - info.get("Submission Time", 0)) / 1000.0,
+                       "task_s": metric("executorRunTime") / 1000.0, "cpu_s": metric("executorCpuTime") / 1e9,
+                       "shuffle_write_records": metric("shuffle.write.recordsWritten"),
+                       "shuffle_write_bytes": metric("shuffle.write.bytesWritten"),
+                       "spill_bytes": metric("diskBytesSpilled")})
     stages.sort(key=lambda s: s["end"])
     bounds = [start + row["setup_s"]] + [i["end_epoch"] for i in row["iterations"]]
     out = [{"phase": "setup", "stages": [s for s in stages if start <= s["end"] <= bounds[0]]}]

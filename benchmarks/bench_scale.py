@@ -46,7 +46,7 @@ from pathlib import Path
 import numpy as np
 
 from common import RESULTS, WorkersWatch, dir_size, find_jvm, machine_info, peak_rss, reset_peak, run_worker, \
-    shell_command, worker_main, write_results
+    shell_command, spark_events, worker_main, write_results
 
 log = logging.getLogger("bench_scale")
 GB = 1 << 30
@@ -75,22 +75,18 @@ def stage_profile(event_dir: Path, start: float, end: float, top: int = 8) -> li
     """The ``top`` longest Spark stages that completed between epoch seconds ``start`` and ``end``, from Spark's
     event log: name (call site), wall seconds, tasks, task seconds, shuffle written and spilled bytes."""
     stages = []
-    for path in (p for p in event_dir.rglob("*") if p.is_file()):
-        with open(path) as fh:
-            for line in fh:
-                if '"SparkListenerStageCompleted"' not in line:
-                    continue
-                info = json.loads(line)["Stage Info"]
-                done = info.get("Completion Time", 0) / 1000.0
-                if not start <= done <= end:
-                    continue
-                acc = {a["Name"]: a.get("Value") for a in info.get("Accumulables", [])}
-                metric = lambda name: int(acc.get(f"internal.metrics.{name}", 0) or 0)  # noqa: E731
-                stages.append({"stage": info["Stage ID"], "name": info.get("Stage Name", "")[:80],
-                               "wall_s": round(done - info.get("Submission Time", 0) / 1000.0, 1),
-                               "tasks": info["Number of Tasks"], "task_s": round(metric("executorRunTime") / 1e3, 1),
-                               "shuffle_write_bytes": metric("shuffle.write.bytesWritten"),
-                               "spill_bytes": metric("diskBytesSpilled")})
+    for event in spark_events(event_dir, "SparkListenerStageCompleted"):
+        info = event["Stage Info"]
+        done = info.get("Completion Time", 0) / 1000.0
+        if not start <= done <= end:
+            continue
+        acc = {a["Name"]: a.get("Value") for a in info.get("Accumulables", [])}
+        metric = lambda name: int(acc.get(f"internal.metrics.{name}", 0) or 0)  # noqa: E731
+        stages.append({"stage": info["Stage ID"], "name": info.get("Stage Name", "")[:80],
+                       "wall_s": round(done - info.get("Submission Time", 0) / 1000.0, 1),
+                       "tasks": info["Number of Tasks"], "task_s": round(metric("executorRunTime") / 1e3, 1),
+                       "shuffle_write_bytes": metric("shuffle.write.bytesWritten"),
+                       "spill_bytes": metric("diskBytesSpilled")})
     return sorted(stages, key=lambda st: -st["wall_s"])[:top]
 
 

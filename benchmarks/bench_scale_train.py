@@ -127,6 +127,8 @@ def training_figures(run: Path, round_seconds: float) -> dict:
         "curve": [{k: r.get(k) for k in ("round", "wall_seconds", "val", "test", "overhead_seconds")} for r in rows],
         "part_loads": summary["part_loads"],
         "overhead_median_s": statistics.median(over) if over else None,
+        "overhead_mean_s": statistics.mean(over) if over else None,
+        "optimizer_state_misses": sum(r.get("optimizer_state_misses", 0) for r in rows),
         "overhead_fraction_of_T": statistics.median(over) / round_seconds if over else None,
         "steps_per_s": summary["total_steps"] / max(sum(r["round_seconds"] for r in rows), 1e-9),
         "part_load_seconds": summary.get("startup_load_seconds") or loads,
@@ -200,8 +202,9 @@ def report(data: dict) -> str:
                          f"{gb(f['driver_jvm_peak_rss'])} | {gb(f['largest_worker_rss'])} | "
                          f"{gb(f['workers_peak_rss'])} | {f['returncode']}{' ' + f['note'] if f.get('note') else ''} |")
     lines += ["", "| training | eval | rounds | steps/s | best val | test (at best val) | time to best s | "
-              "part loads per trainer | part load s | trainer peak GB | median round overhead s (of T) |",
-              "|---|---|---:|---:|---:|---:|---:|---|---|---:|---:|"]
+              "part loads per trainer | part load s | trainer peak GB | median round overhead s (of T) "
+              "| Adam state restarts |",
+              "|---|---|---:|---:|---:|---:|---:|---|---|---:|---:|---:|"]
     for name in ("tma", "central"):
         f = st.get(name) or {}
         s = f.get("summary")
@@ -211,7 +214,8 @@ def report(data: dict) -> str:
                          f"{s['test']:.4f} | {s['time_to_best_seconds']:.0f} | {s['part_loads']} | "
                          f"{', '.join(f'{x:.0f}' for x in f['part_load_seconds'] or [])} | "
                          f"{(f['trainer_peak_rss_mb'] or 0) / 1024:.2f} | "
-                         f"{f['overhead_median_s']:.2f} ({100 * frac:.1f}%) |")
+                         f"{f['overhead_median_s']:.2f} ({100 * frac:.1f}%) | "
+                         f"{f.get('optimizer_state_misses', '-')} |")
     cmp_ = data.get("compare") or {}
     if cmp_:
         fmt = lambda s: "not reached" if s is None else f"{s:.0f} s"  # noqa: E731

@@ -20,7 +20,8 @@ from typing import Callable
 import psutil
 
 __all__ = ["RESULTS", "MB", "reset_peak", "peak_rss", "find_jvm", "dir_size", "machine_info", "Watch",
-           "start_spark", "shell_command", "mb", "median_run", "write_results", "run_worker", "worker_main"]
+           "start_spark", "shell_command", "mb", "median_run", "write_results", "run_worker", "worker_main",
+           "spark_events"]
 
 log = logging.getLogger("benchmarks")
 
@@ -178,6 +179,19 @@ class WorkersWatch(Watch):
                 except psutil.Error:
                     pass
             self.sampled_peak = max(self.sampled_peak, total)
+
+
+def spark_events(event_dir: str | Path, *kinds: str):
+    """The events of kinds ``kinds`` (e.g. ``SparkListenerStageCompleted``) in every Spark event log under
+    ``event_dir`` (uncompressed: ``spark.eventLog.compress=false``), as dicts, file by file in write order."""
+    marks = [f'"{kind}"' for kind in kinds]
+    for path in sorted(p for p in Path(event_dir).rglob("*") if p.is_file()):
+        with open(path) as fh:
+            for line in fh:
+                if any(mark in line for mark in marks):
+                    event = json.loads(line)
+                    if event.get("Event") in kinds:
+                        yield event
 
 
 def start_spark(master: str, app_name: str):

@@ -66,6 +66,16 @@ def test_train_model_names_are_the_models_train_builds():
         GNN(kind, in_dim=4, hidden=8, out_dim=3)
 
 
+def test_auto_optimizer_state_is_resident_unless_trainers_move():
+    """Barrier rounds keep parts (and so resident Adam states) where they are; --tolerate-failures runs each
+    trainer as its own job wherever Spark puts it, so its Adam state must travel."""
+    assert TrainConfig(lake="L", out="R").trainer_optimizer_state == "resident"
+    assert TrainConfig(lake="L", out="R", tolerate_failures=True).trainer_optimizer_state == "shipped"
+    pinned = TrainConfig(lake="L", out="R", tolerate_failures=True, optimizer_state="resident")
+    assert pinned.trainer_optimizer_state == "resident"
+    assert TrainConfig(lake="L", out="R", optimizer_state="shipped").trainer_optimizer_state == "shipped"
+
+
 @pytest.mark.parametrize("command", sorted(SETTINGS))
 def test_help_lists_every_flag_with_its_help(command, capsys):
     with pytest.raises(SystemExit):

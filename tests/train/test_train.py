@@ -41,6 +41,11 @@ def test_two_round_barrier_run_writes_a_complete_run_folder(spark, cora_lake, co
     assert [r["round"] for r in rows] == [1, 2]
     assert all(len(r["steps"]) == 2 and min(r["steps"]) >= 1 for r in rows)
     assert rows[1]["wall_seconds"] > rows[0]["wall_seconds"] >= 2
+    # the rounds' wall times tile the run: nothing the driver does between stages (averaging, checkpoint, waiting
+    # for an evaluation) falls outside a round's overhead
+    assert rows[1]["wall_seconds"] == pytest.approx(sum(r["round_wall_seconds"] for r in rows), abs=0.002)
+    assert all(r["overhead_seconds"] == pytest.approx(r["round_wall_seconds"] - r["round_seconds"], abs=0.002)
+               for r in rows)
     for key in ("task", "metric", "best_val", "test", "rounds", "wall_seconds", "time_to_best_seconds", "mode",
                 "parts"):
         assert key in s

@@ -24,7 +24,7 @@ MODELS = ("sage", "gcn", "gat", "mlp")
 WEIGHTINGS = ("none", "nodes", "edges")
 SAMPLERS = ("auto", "full", "neighbor")
 EVAL_MODES = ("auto", "full", "sampled")
-OPTIMIZER_STATES = ("shipped", "resident")
+OPTIMIZER_STATES = ("auto", "shipped", "resident")
 
 
 def default_round_timeout(round_seconds: float) -> float:
@@ -79,9 +79,11 @@ class TrainConfig:
     eval_nodes: int = setting(5000, help="sampled eval: validation and test nodes each")
     eval_edges: int = setting(5000, help="link: validation and test edges scored each")
     eval_negatives: int = setting(100, help="link: negatives per edge for MRR")
-    optimizer_state: str = setting("shipped", choices=OPTIMIZER_STATES, help="shipped (Adam state travels with each "
-                                   "round's task; default) | resident (stays in the task's Python worker; lost when "
-                                   "Spark moves the task)")
+    optimizer_state: str = setting("auto", choices=OPTIMIZER_STATES, help="where each trainer's Adam state lives "
+                                   "between rounds: resident (in the Python worker beside its part; restarts when "
+                                   "the part moves, its trainer is lost or the run resumes) | shipped (travels to "
+                                   "the driver and back each round, and is checkpointed) | auto (default: resident, "
+                                   "shipped with --tolerate-failures, whose trainers move)")
     workers: int = setting(4, help="ddp: number of data-parallel trainers (default %(default)s)")
     seed: int = setting(0, help="seed of the model, dropout and sampling")
     overwrite: bool = setting(False, help="replace an existing run folder (the previous run stays in place until "
@@ -99,9 +101,9 @@ class TrainConfig:
                                              "(kill its executor JVM; needs local-cluster or a cluster), "
                                              "diverge (its weights become NaN, on every attempt of the round) or "
                                              "hang (it stops half-way until --round-timeout cancels the round)")
-    resume: bool = setting(False, help="continue the run in --out from its last checkpoint (weights, optimizer "
-                           "states, round, random state, elapsed budget) after the driver was killed or a round "
-                           "failed for good")
+    resume: bool = setting(False, help="continue the run in --out from its last checkpoint (weights, shipped "
+                           "optimizer states, round, random state, elapsed budget) after the driver was killed or a "
+                           "round failed for good")
 
     def validate(self) -> "TrainConfig":
         if self.task not in TASKS:
@@ -151,6 +153,16 @@ class TrainConfig:
     def faults(self) -> Tuple[Fault, ...]:
         """The injected faults (``inject_failures`` parsed)."""
         return parse_faults(self.inject_failures)
+
+    @property
+    def trainer_optimizer_state(self) -> str:
+        """Where the trainers keep Adam's state (``optimizer_state`` with ``auto`` resolved): ``resident`` where
+        parts stay with the workers that hold them (barrier rounds: :mod:`tma_spark.train.placement`), so nothing
+        but the weights travels each round; ``shipped`` with ``tolerate_failures``, whose independent tasks
+        land wherever Spark runs them."""
+        if self.optimizer_state != "auto":
+            return self.optimizer_state
+        return "shipped" if self.tolerate_failures else "resident"
 
     @property
     def round_bound(self) -> float:

@@ -49,7 +49,7 @@ log = logging.getLogger(__name__)
 def _trainer_spec(cfg: TrainConfig, plan: RunPlan) -> TrainerSpec:
     return TrainerSpec(model=plan.model, source=plan.source, task=cfg.task, lr=cfg.lr, sampler=cfg.sampler,
                        fanouts=tuple(cfg.hop_fanouts), batch_size=cfg.batch_size,
-                       optimizer_state=cfg.optimizer_state, mode=cfg.mode, trainers=plan.k, seed=cfg.seed,
+                       optimizer_state=cfg.trainer_optimizer_state, mode=cfg.mode, trainers=plan.k, seed=cfg.seed,
                        run_id=uuid.uuid4().hex, faults=cfg.inject_failures)
 
 
@@ -92,13 +92,12 @@ def _resume(run_dir: str, ckpt: Optional[Checkpoint], recorder: Recorder,
     return _Progress(ckpt.state, dict(ckpt.opts), ckpt.round, ckpt.elapsed)
 
 
-def _checkpoint_and_record(run_dir: str, recorder: Recorder, ckpt: Checkpoint) -> None:
-    """Write ``ckpt`` with every round not recorded yet as its ``pending`` rounds (this one last), then hand this
-    round to the recorder: whenever the driver dies, or an evaluation fails, the checkpoint holds what
+def _checkpoint(run_dir: str, recorder: Recorder, ckpt: Checkpoint) -> None:
+    """Write ``ckpt`` with every round not recorded yet as its ``pending`` rounds (this one last), before the
+    round goes to the recorder: whenever the driver dies, or an evaluation fails, the checkpoint holds what
     ``--resume`` needs to write the missing metrics lines."""
     pending = recorder.unrecorded() + [{"row": dict(ckpt.row), "state": ckpt.state}]
     save_checkpoint(run_dir, replace(ckpt, pending=pending))
-    recorder.submit(ckpt.row, ckpt.state)
 
 
 def _idle_parts(results: List[RoundResult], plan: RunPlan, task: str) -> Set[int]:
@@ -208,6 +207,7 @@ def train(spark: SparkSession, cfg: TrainConfig, on_round: Optional[Callable[[di
     log.info("startup: %d trainers ready in %.1f s (workers started; parts loaded in %s s)", k, startup,
              " ".join("lost" if s is None else f"{s:.2f}" for s in loads))
     started = time.monotonic() - elapsed
+    mark = time.monotonic()  # where the last round's wall time ended: the rounds' walls tile the run's
     try:
         while True:
             remaining = cfg.time_limit - (time.monotonic() - started)
@@ -229,12 +229,19 @@ def train(spark: SparkSession, cfg: TrainConfig, on_round: Optional[Callable[[di
             if server_opt is not None:
                 model.load_state_dict(global_state)
                 global_state = llcg_correction(model, server_opt, server_objective, cfg.llcg_steps)
-            round_wall = time.monotonic() - t0
-            row = round_row(round_index, time.monotonic() - started, seconds, round_wall, stage, results, attempts)
-            _checkpoint_and_record(run_dir, recorder, Checkpoint(
-                round=round_index, elapsed=time.monotonic() - started, state=global_state, opts=opts,
+            now = time.monotonic()
+            row = round_row(round_index, now - started, seconds, now - mark, stage, results, attempts)
+            _checkpoint(run_dir, recorder, Checkpoint(
+                round=round_index, elapsed=now - started, state=global_state, opts=opts,
                 rng=torch.get_rng_state(), row=row,
                 server_opt=server_opt.state_dict() if server_opt is not None else None))
+            # A round's wall time runs from the end of the previous one's to the end of its own checkpoint, so it
+            # counts everything the driver does between the trainers' stages (waiting for a lagging evaluation
+            # too); the checkpoint's own copy of the row cannot count its writing.
+            now = time.monotonic()
+            recorder.submit(round_row(round_index, now - started, seconds, now - mark, stage, results, attempts),
+                            global_state)
+            mark = now
         recorder.wait()
     finally:
         recorder.close()

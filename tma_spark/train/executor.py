@@ -13,16 +13,21 @@ its part once per run where each executor runs one trainer.
 Each trainer keeps its own Adam state across rounds, as in the paper, in one of two ways
 (``TrainerSpec.optimizer_state``):
 
-* ``shipped`` (default): the state travels to the driver with the weights and back with the next round's
-  task. Costs (de)serialization and transfer of 2x the parameters per round, and survives a task moving
-  to another worker or executor.
-* ``resident``: the state stays in the task's Python worker, beside the part. Nothing extra travels, but when
-  the part moves to another worker (several trainers per executor, or a lost executor) the next round starts
-  from a fresh optimizer (reported as a miss).
+* ``resident`` (the default for barrier rounds, whose parts stay with the workers that hold them): the state
+  stays in the task's Python worker, beside the part. Nothing but the weights travels, but a trainer whose
+  worker does not hold it (a new worker after a failed round, a moved part, a resumed run) starts from a
+  fresh optimizer (reported as a miss). The worker keeps the state after each of the last two rounds, so
+  that a round run again in the same workers (after a divergence) starts from the state before it
+  (:data:`_OPT_STATES`).
+* ``shipped`` (the default with ``--tolerate-failures``): the state travels to the driver with the weights,
+  is checkpointed, and goes back out with the next round's task. Costs (de)serialization and transfer of 2x
+  the parameters per round (every executor fetches every part's state), and survives a task moving to another
+  worker or executor, a lost trainer and ``--resume``.
 """
 
 from __future__ import annotations
 
+import copy
 import ctypes
 import gc
 import logging
@@ -48,8 +53,10 @@ log = logging.getLogger(__name__)
 
 #: :func:`_cache_key` -> (graph, objective); one entry per worker (tasks may move between workers).
 _CACHE: Dict[tuple, tuple] = {}
-#: (run id, part) -> optimizer state, for ``optimizer_state="resident"``.
-_OPT_STATES: Dict[Tuple[str, int], dict] = {}
+#: (run id, part) -> {round: optimizer state after that round}, for ``optimizer_state="resident"``: the last two
+#: rounds this worker trained the part in. Round r starts from the state after round r - 1, which training
+#: never changes in place (:func:`train_for` loads a copy), so a retried round r starts from it again.
+_OPT_STATES: Dict[Tuple[str, int], Dict[int, dict]] = {}
 #: How long an injected ``hang`` fault sleeps at least: far past any round bound a test or demo uses.
 HANG_SECONDS = 3600.0
 #: Where this worker imported tma_spark from (an installed package, or a wheel shipped with --py-files).
@@ -147,8 +154,8 @@ def train_for(objective, spec: TrainerSpec, state: dict, opt_state: Optional[dic
     model = spec.model.build().to(device)  # leaves the seeded generators alone; the weights come from state
     model.load_state_dict(state)
     opt = torch.optim.Adam(model.parameters(), lr=spec.lr)
-    if opt_state is not None:
-        opt.load_state_dict(opt_state)
+    if opt_state is not None:  # a copy: Adam updates the tensors it loads in place, and the caller keeps these
+        opt.load_state_dict(copy.deepcopy(opt_state))
     use_amp = device.type == "cuda" and spec.amp
     steps, loss_sum = 0, 0.0
     model.train()
@@ -208,11 +215,12 @@ def run_trainer_task(part: int, spec: TrainerSpec, state_bytes: bytes, opt_bytes
     state = from_bytes(state_bytes)
     resident = spec.optimizer_state == "resident"
     opt_key = (spec.run_id, part)
-    opt_state = _OPT_STATES.get(opt_key) if resident else (from_bytes(opt_bytes) if opt_bytes else None)
+    held = _OPT_STATES.get(opt_key, {}) if resident else {}
+    opt_state = held.get(round_index - 1) if resident else (from_bytes(opt_bytes) if opt_bytes else None)
     opt_miss = resident and round_index > 1 and opt_state is None
     if opt_miss:
-        log.warning("round %d part %d: optimizer state not on this worker (task moved); starting a fresh one",
-                    round_index, part)
+        log.warning("round %d part %d: its optimizer state is not on this worker (the part moved, its trainer was "
+                    "lost, or the run resumed); starting a fresh one", round_index, part)
     budget = max(seconds - (loaded - started), 0.0)
     seed = spec.seed_for(part, round_index)
     if fault is not None and fault.kind != "diverge":
@@ -232,8 +240,11 @@ def run_trainer_task(part: int, spec: TrainerSpec, state_bytes: bytes, opt_bytes
                     round_index, part)
     if resident and round_index > 0:  # round 0 is the warm-up stage, whose result is discarded
         _OPT_STATES.clear()  # one part per worker, as for the graph cache
-        if finite:  # a diverged trainer's Adam state (updated in place) must not seed its next round
-            _OPT_STATES[opt_key] = out.opt
+        kept = {round_index - 1: opt_state} if opt_state is not None else {}
+        if finite:  # a diverged trainer's Adam state must not seed its next round
+            kept[round_index] = out.opt
+        if kept:
+            _OPT_STATES[opt_key] = kept
     if not objective.targets:
         log.warning("round %d part %d: no training targets (%d nodes, %d edges); trained 0 steps", round_index,
                     part, graph.num_nodes, int(graph.edge_index.shape[1] // 2))
