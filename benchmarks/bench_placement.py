@@ -45,7 +45,7 @@ PHASES = {
     "run_over_s": "task run time past T",
     "result_s": "result serialize and fetch",
     "job_end_s": "last task end to job end",
-    "average_checkpoint_s": "driver: average and checkpoint",
+    "average_checkpoint_s": "driver between stages (previous checkpoint, average)",
 }
 
 
@@ -54,7 +54,8 @@ def round_profile(events: Path, row: dict) -> dict:
     critical path, the task that finished last, from Spark's event log: the job's submission, that task's launch,
     deserialization, run time (the Python worker: the trainer, its broadcast reads and its result's pickling)
     and finish, the job's end; and the driver's time outside the job (the round's ``stage_seconds`` minus the
-    job's wall time) and its averaging and checkpoint. The phases add up to the overhead. ``trainer_over_s``
+    job's wall time) and between the stages (the previous round's checkpoint, this one's averaging): a round's
+    wall time runs from where the previous one's ended. The phases add up to the overhead. ``trainer_over_s``
     (not a phase: it is inside the run time) is how far the slowest trainer's own function ran past T, part
     load included."""
     prefix = f"tma_spark train round {row['round']}"

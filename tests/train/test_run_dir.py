@@ -153,16 +153,15 @@ def test_a_failed_evaluation_stops_the_run_and_resume_records_that_round(tmp_pat
     """Round 2's evaluation fails: the driver learns it when it hands round 3 to the recorder, after writing
     round 3's checkpoint, which carries rounds 2 and 3 (the evaluation lags two rounds). The run stops with
     the error logged; resume records rounds 2 and 3; the next resume works."""
-    from tma_spark.train.driver import _checkpoint
+    from tma_spark.train.driver import _checkpoint_and_record
 
     evaluator = _evaluator()
     recorder = Recorder(str(tmp_path), SPEC.build(), _FailingEvaluator(evaluator, 2), 60.0)
     with caplog.at_level(logging.ERROR, logger="tma_spark.train.recorder"), pytest.raises(MemoryError):
         try:
             for r in (1, 2, 3, 4):
-                _checkpoint(str(tmp_path), recorder, Checkpoint(
+                _checkpoint_and_record(str(tmp_path), recorder, Checkpoint(
                     round=r, elapsed=float(r), state=_state(r), opts={}, rng=torch.get_rng_state(), row=_row(r)))
-                recorder.submit(_row(r), _state(r))
         finally:
             recorder.close()
     assert any("round 2: evaluation failed" in r.getMessage() and "--resume" in r.getMessage()

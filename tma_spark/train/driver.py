@@ -92,12 +92,13 @@ def _resume(run_dir: str, ckpt: Optional[Checkpoint], recorder: Recorder,
     return _Progress(ckpt.state, dict(ckpt.opts), ckpt.round, ckpt.elapsed)
 
 
-def _checkpoint(run_dir: str, recorder: Recorder, ckpt: Checkpoint) -> None:
-    """Write ``ckpt`` with every round not recorded yet as its ``pending`` rounds (this one last), before the
-    round goes to the recorder: whenever the driver dies, or an evaluation fails, the checkpoint holds what
+def _checkpoint_and_record(run_dir: str, recorder: Recorder, ckpt: Checkpoint) -> None:
+    """Write ``ckpt`` with every round not recorded yet as its ``pending`` rounds (this one last), then hand this
+    round to the recorder: whenever the driver dies, or an evaluation fails, the checkpoint holds what
     ``--resume`` needs to write the missing metrics lines."""
     pending = recorder.unrecorded() + [{"row": dict(ckpt.row), "state": ckpt.state}]
     save_checkpoint(run_dir, replace(ckpt, pending=pending))
+    recorder.submit(ckpt.row, ckpt.state)
 
 
 def _idle_parts(results: List[RoundResult], plan: RunPlan, task: str) -> Set[int]:
@@ -229,19 +230,16 @@ def train(spark: SparkSession, cfg: TrainConfig, on_round: Optional[Callable[[di
             if server_opt is not None:
                 model.load_state_dict(global_state)
                 global_state = llcg_correction(model, server_opt, server_objective, cfg.llcg_steps)
+            # A round's wall time runs from where the previous one's ended: the rounds tile the run, so everything
+            # the driver does between the trainers' stages counts (this round's checkpoint, and any wait for a
+            # lagging evaluation, in the next round's), and the checkpoint holds the very row the recorder writes.
             now = time.monotonic()
             row = round_row(round_index, now - started, seconds, now - mark, stage, results, attempts)
-            _checkpoint(run_dir, recorder, Checkpoint(
+            mark = now
+            _checkpoint_and_record(run_dir, recorder, Checkpoint(
                 round=round_index, elapsed=now - started, state=global_state, opts=opts,
                 rng=torch.get_rng_state(), row=row,
                 server_opt=server_opt.state_dict() if server_opt is not None else None))
-            # A round's wall time runs from the end of the previous one's to the end of its own checkpoint, so it
-            # counts everything the driver does between the trainers' stages (waiting for a lagging evaluation
-            # too); the checkpoint's own copy of the row cannot count its writing.
-            now = time.monotonic()
-            recorder.submit(round_row(round_index, now - started, seconds, now - mark, stage, results, attempts),
-                            global_state)
-            mark = now
         recorder.wait()
     finally:
         recorder.close()
