@@ -78,6 +78,28 @@ def round_profile(events: Path, row: dict) -> dict:
     return {k: round(v, 3) for k, v in out.items()}
 
 
+def host_reference_ms(repeats: int = 5) -> float:
+    """The median time of a fixed piece of driver-like work on this machine (a 0.74M-parameter state dict through
+    ``torch.save``/``torch.load`` ten times, and a Python loop), in ms. This shared machine's speed drifts (the
+    same code's round overhead went from 0.96 s to 1.81 s within two hours), so each run's overheads are read
+    against the reference measured with them."""
+    import io
+
+    import torch
+
+    state = {"w": torch.ones(2 * 1433 * 256), "b": torch.ones(256 * 7)}
+    times = []
+    for _ in range(repeats):
+        t = time.perf_counter()
+        for _ in range(10):
+            buffer = io.BytesIO()
+            torch.save(state, buffer)
+            torch.load(io.BytesIO(buffer.getvalue()), weights_only=True)
+        sum(i * i for i in range(300_000))
+        times.append(time.perf_counter() - t)
+    return 1e3 * statistics.median(times)
+
+
 def one_run(master: str, optimizer_state: str, lake: Path, parts: Path, out: Path, seconds: float,
             rounds: int, conf: list) -> dict:
     events = out.parent / f"{out.name}-events"
@@ -107,7 +129,9 @@ def one_run(master: str, optimizer_state: str, lake: Path, parts: Path, out: Pat
 def report(data: dict) -> str:
     lines = ["# Where trainers run: part loads and round overhead", "",
              f"Cora, K = 4 RandomTMA parts, {data['rounds']} rounds of T = {data['seconds']:g} s, "
-             f"{os.cpu_count()} cores (`{data['command']}`, {data['date']}).", "",
+             f"{os.cpu_count()} cores (`{data['command']}`, {data['date']}). This machine's speed drifts: a "
+             f"fixed piece of driver work (`host_reference_ms`) took {data['host_reference_ms'][0]:g} ms before the "
+             f"runs and {data['host_reference_ms'][1]:g} ms after them (lower is faster).", "",
              "| master | optimizer state | part loads (per part, warm-up included) | parts read per round "
              "| round overhead mean / max s | mean overhead / T | test |", "|---|---|---|---|---|---:|---:|"]
     for r in data["runs"]:
@@ -144,9 +168,12 @@ def main(argv=None) -> None:
     if not (parts / "_tma_parts.json").exists():
         run_cli("ingest", "--dataset", "cora", "--lake", str(lake), "--overwrite")
         run_cli("partition", "--lake", str(lake), "--parts", "4", "--seed", "0", "--out", str(parts), "--overwrite")
+    reference = [host_reference_ms()]
     runs = [one_run(m, opt, lake, parts, work / f"run{i}-{opt}", args.seconds, args.rounds, args.conf)
             for opt in args.optimizer_states.split(",") for i, m in enumerate(args.masters.split(";"))]
+    reference.append(host_reference_ms())
     data = {"seconds": args.seconds, "rounds": args.rounds, "conf": args.conf, "command": shell_command(),
+            "host_reference_ms": [round(r, 1) for r in reference],
             "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "runs": runs}
     write_results(args.out, data, report(data))
     print(report(data))

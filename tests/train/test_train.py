@@ -31,6 +31,24 @@ def test_models_forward_shapes_and_seeded_init(kind):
     assert all(torch.equal(v, again[k]) for k, v in m.state_dict().items())
 
 
+def test_the_driver_keeps_to_one_torch_thread_beside_local_trainers_and_restores_torch_after():
+    from concurrent.futures import ThreadPoolExecutor
+
+    from tma_spark.train.driver import _driver_torch_threads
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(3)
+    try:
+        with _driver_torch_threads("local-cluster[4,1,1024]"):
+            with ThreadPoolExecutor(1) as pool:  # as the evaluation thread, started during the run
+                assert torch.get_num_threads() == 1 and pool.submit(torch.get_num_threads).result() == 1
+        assert torch.get_num_threads() == 3
+        with _driver_torch_threads("spark://head:7077"):  # on a cluster the driver has its own machine
+            assert torch.get_num_threads() == 3
+    finally:
+        torch.set_num_threads(before)
+
+
 def test_two_round_barrier_run_writes_a_complete_run_folder(spark, cora_lake, cora_parts, tmp_path):
     out = tmp_path / "run"
     s = train(spark, TrainConfig(lake=cora_lake, partitions=cora_parts, out=str(out), round_seconds=2,

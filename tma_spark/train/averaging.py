@@ -50,7 +50,7 @@ def average_state_dicts(states: Sequence[Dict[str, torch.Tensor]],
         for wi, s in zip(w, states):
             if s[key].shape != first.shape:
                 raise ValueError(f"shape mismatch for {key}: {tuple(s[key].shape)} vs {tuple(first.shape)}")
-            acc += wi * s[key].to(torch.float64)
+            acc.add_(s[key].to(torch.float64), alpha=wi)
         out[key] = acc.to(first.dtype)
     return out
 

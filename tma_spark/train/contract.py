@@ -20,6 +20,7 @@ import hashlib
 import io
 import math
 from dataclasses import asdict, dataclass, field, fields
+from functools import cached_property
 from typing import ClassVar, Dict, List, Mapping, Optional, Tuple, Union
 
 import torch
@@ -244,8 +245,16 @@ class TrainerResult:
         return self.targets != 0
 
     def state_dict(self) -> Dict[str, torch.Tensor]:
-        """The trainer's weights as a state dict."""
+        """The trainer's weights as a state dict, decoded once: the divergence check and the average share it
+        (each decode of a model on a loaded driver costs what the round's other driver work does)."""
+        return self._weights
+
+    @cached_property
+    def _weights(self) -> Dict[str, torch.Tensor]:
         return from_bytes(self.state)
+
+    def __getstate__(self) -> dict:  # pickled without the decoded weights: the bytes hold them
+        return {k: v for k, v in self.__dict__.items() if k != "_weights"}
 
     def divergence(self) -> Optional[str]:
         """Why this result must not be averaged, or None: the trainer diverged (its mean loss or its weights

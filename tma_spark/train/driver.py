@@ -21,8 +21,9 @@ import logging
 import os
 import time
 import uuid
+from contextlib import contextmanager
 from dataclasses import replace
-from typing import Callable, Dict, List, NamedTuple, Optional, Set
+from typing import Callable, Dict, Iterator, List, NamedTuple, Optional, Set
 
 import torch
 from pyspark.sql import SparkSession
@@ -101,6 +102,17 @@ def _checkpoint_and_record(run_dir: str, recorder: Recorder, ckpt: Checkpoint) -
     recorder.submit(ckpt.row, ckpt.state)
 
 
+def _check_warmup(results: List[RoundResult]) -> None:
+    """Decode and check the warm-up stage's weights (one step from the initial ones) as a round's are, and warn
+    of a trainer that diverged already. Doing it here also takes the driver's first decode and check of a model
+    (torch's lazy set-up: 0.1-0.3 s on a loaded machine) out of round 1's time."""
+    for r in results:
+        why = None if r.lost else r.divergence()
+        if why:
+            log.warning("warm-up: part %d %s after one step from the initial weights (is --lr too large?)", r.part,
+                        why)
+
+
 def _idle_parts(results: List[RoundResult], plan: RunPlan, task: str) -> Set[int]:
     """The parts whose trainers have no training targets, from the warm-up stage's results (logged here, once);
     a clear error when no trainer has any (what the pre-flight checks could not tell, e.g. for a whole-lake
@@ -161,6 +173,28 @@ def _write_curves(history: List[dict], metric: str, path: str) -> None:
     fs.write_bytes(None, path, buffer.getvalue())
 
 
+@contextmanager
+def _driver_torch_threads(master: str) -> Iterator[None]:
+    """One torch thread for the driver's own maths (the divergence check, the average, the evaluation) while it
+    trains with a ``local[...]`` or ``local-cluster[...]`` master, torch's setting restored afterwards.
+
+    There the trainers share the driver's machine and keep every core busy, and a driver op split over several
+    OpenMP threads waits until each of them gets a core: on this project's 2-core machine, with trainers running,
+    checking and averaging four 0.74M-parameter models took 2-10x longer with torch's default of 2 threads than
+    with 1, on the round's critical path. On a cluster the driver has a machine of its own and keeps the default.
+    (Torch applies the setting to this thread and to threads that first use torch while it holds, such as the
+    evaluation thread.)"""
+    if not master.startswith("local"):
+        yield
+        return
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
 @claiming("out", "tma-spark train", local=True)  # one writer per run folder
 def train(spark: SparkSession, cfg: TrainConfig, on_round: Optional[Callable[[dict], None]] = None,
           tracking: Optional[dict] = None, release: bool = False) -> dict:
@@ -172,6 +206,12 @@ def train(spark: SparkSession, cfg: TrainConfig, on_round: Optional[Callable[[di
     afterwards the trainers' workers drop their cached parts (:func:`release_trainers`; for applications that
     run several trainings, such as ``bench``; a later run on the same parts then reads them again).
     """
+    with _driver_torch_threads(spark.sparkContext.master):
+        return _train(spark, cfg, on_round, tracking, release)
+
+
+def _train(spark: SparkSession, cfg: TrainConfig, on_round: Optional[Callable[[dict], None]],
+           tracking: Optional[dict], release: bool) -> dict:
     plan = preflight(spark, cfg)
     k, evaluator, ckpt = plan.k, plan.evaluator, plan.checkpoint
     eval_mode = "full" if evaluator.exact else "sampled"
@@ -197,6 +237,7 @@ def train(spark: SparkSession, cfg: TrainConfig, on_round: Optional[Callable[[di
     t_start = time.monotonic()
     warmup = run_round(spark, k, replace(spec, faults=None), to_bytes(global_state), {}, 0.0, 0, threads,
                        cfg.tolerate_failures)
+    _check_warmup(warmup)
     idle = _idle_parts(warmup, plan, cfg.task)
     startup = time.monotonic() - t_start
     loads = [None] * k  # each trainer's first load of its part (None: lost in the warm-up)
@@ -205,6 +246,7 @@ def train(spark: SparkSession, cfg: TrainConfig, on_round: Optional[Callable[[di
         loads[r.part] = None if r.lost else r.load_seconds
     _count_loads(part_loads, warmup)
     placement = holders([(r.executor, r.part) for r in warmup if not r.lost])
+    del warmup  # with the weights it decoded
     log.info("startup: %d trainers ready in %.1f s (workers started; parts loaded in %s s)", k, startup,
              " ".join("lost" if s is None else f"{s:.2f}" for s in loads))
     started = time.monotonic() - elapsed
@@ -240,6 +282,7 @@ def train(spark: SparkSession, cfg: TrainConfig, on_round: Optional[Callable[[di
                 round=round_index, elapsed=now - started, state=global_state, opts=opts,
                 rng=torch.get_rng_state(), row=row,
                 server_opt=server_opt.state_dict() if server_opt is not None else None))
+            del results  # with the weights they decoded, not held through the next round
         recorder.wait()
     finally:
         recorder.close()
