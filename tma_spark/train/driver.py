@@ -104,8 +104,8 @@ def _checkpoint_and_record(run_dir: str, recorder: Recorder, ckpt: Checkpoint) -
 
 def _check_warmup(results: List[RoundResult]) -> None:
     """Decode and check the warm-up stage's weights (one step from the initial ones) as a round's are, and warn
-    of a trainer that diverged already. Doing it here also takes the driver's first decode and check of a model
-    (torch's lazy set-up: 0.1-0.3 s on a loaded machine) out of round 1's time."""
+    of a trainer that diverged already (a far too large ``--lr`` shows before round 1). It also puts the driver's
+    first decode and check of a model in the warm-up, outside the training budget."""
     for r in results:
         why = None if r.lost else r.divergence()
         if why:
