@@ -1,6 +1,7 @@
 """The driver-trainer contract (pure torch, no Spark): model specs, per-trainer seeds, results, old run folders."""
 
 import json
+import logging
 import pickle
 from dataclasses import replace
 
@@ -165,6 +166,19 @@ def test_a_result_with_non_finite_loss_or_weights_has_diverged():
     everything = {k: torch.full_like(v, float("-inf")) for k, v in state.items()}
     why = result(loss=float("nan"), **everything).divergence()
     assert why.startswith("diverged: non-finite loss nan and weights ") and f"{len(state) - 3} more" in why
+
+
+def test_the_driver_warns_of_a_trainer_that_diverged_in_the_warm_up(caplog):
+    from tma_spark.train.driver import _check_warmup
+
+    state = ModelSpec("mlp", 4, 8, 2).build().state_dict()
+    fine = TrainerResult(part=0, state=to_bytes(state), opt=None, steps=1, loss=0.5, train_nodes=10, edges=20,
+                         sampler="full", load_seconds=0.1, task_seconds=1.0, device="cpu", gpus=(), pid=1, code="/x")
+    blown = replace(fine, part=1, loss=float("nan"))
+    with caplog.at_level(logging.WARNING, logger="tma_spark.train.driver"):
+        _check_warmup([fine, blown, LostTrainer(2, "killed")])
+    warned = [r.getMessage() for r in caplog.records]
+    assert len(warned) == 1 and "warm-up: part 1 diverged" in warned[0] and "--lr" in warned[0]
 
 
 def test_ddp_shards_the_targets_and_other_modes_do_not():
