@@ -1,7 +1,9 @@
 """Part loads and round overhead at T = 30 s: trainers on four executors against four trainers in one executor.
 
 ``tma-spark train`` through the real CLI on the bundled Cora graph in K = 4 RandomTMA parts, ``--rounds``
-rounds of ``T`` seconds each, on two masters, once per optimizer state setting (``--optimizer-states``):
+rounds of ``T`` seconds each, on two masters, once per optimizer state setting (``--optimizer-states``) and
+weights transport (``--transports``: ``files``, the default on local masters, against ``spark``, measured in the
+same run; ``tma_spark/train/exchange.py``):
 
 * ``local-cluster[4,1,1024]``: four executor JVMs with one core each, so one trainer per executor, and parts
   follow the executors that hold them (``tma_spark/train/placement.py``);
@@ -39,7 +41,7 @@ MASTERS = ("local-cluster[4,1,1024]", "local[4]")  # the default --masters
 
 #: The parts of a round's overhead (:func:`round_profile`), in the order they happen, with their table headers.
 PHASES = {
-    "driver_s": "driver around the job (broadcasts, submit, results to Python, divergence check)",
+    "driver_s": "driver around the job (weights out and back, submit, divergence check)",
     "launch_s": "job submitted to last task launched",
     "deserialize_s": "task deserialize",
     "run_over_s": "task run time past T",
@@ -100,7 +102,7 @@ def host_reference_ms(repeats: int = 5) -> float:
     return 1e3 * statistics.median(times)
 
 
-def one_run(master: str, optimizer_state: str, lake: Path, parts: Path, out: Path, seconds: float,
+def one_run(master: str, optimizer_state: str, transport: str, lake: Path, parts: Path, out: Path, seconds: float,
             rounds: int, conf: list) -> dict:
     events = out.parent / f"{out.name}-events"
     shutil.rmtree(events, ignore_errors=True)
@@ -108,7 +110,7 @@ def one_run(master: str, optimizer_state: str, lake: Path, parts: Path, out: Pat
     started = time.perf_counter()
     run_cli("train", "--master", master, "--lake", str(lake), "--partitions", str(parts), "--out", str(out),
             "--round-seconds", str(seconds), "--max-rounds", str(rounds), "--optimizer-state", optimizer_state,
-            "--overwrite",
+            "--weights-transport", transport, "--overwrite",
             "--conf", "spark.eventLog.enabled=true", "--conf", f"spark.eventLog.dir=file://{events}",
             "--conf", "spark.eventLog.compress=false", *[a for c in conf for a in ("--conf", c)])
     wall = time.perf_counter() - started
@@ -116,7 +118,8 @@ def one_run(master: str, optimizer_state: str, lake: Path, parts: Path, out: Pat
     rows = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
     over = [r["overhead_seconds"] for r in rows]
     profiles = [round_profile(events, r) for r in rows]
-    return {"master": master, "optimizer_state": optimizer_state, "wall_s": wall, "part_loads": summary["part_loads"],
+    return {"master": master, "optimizer_state": optimizer_state, "transport": summary["weights_transport"],
+            "wall_s": wall, "part_loads": summary["part_loads"],
             "loads_per_round": [sum(bool(x) for x in r["part_loaded"]) for r in rows],
             "overhead_mean_s": statistics.mean(over), "overhead_max_s": max(over),
             "overhead_mean_fraction": statistics.mean(over) / seconds, "test": summary["test"],
@@ -132,20 +135,23 @@ def report(data: dict) -> str:
              f"{os.cpu_count()} cores (`{data['command']}`, {data['date']}). This machine's speed drifts: a "
              f"fixed piece of driver work (`host_reference_ms`) took {data['host_reference_ms'][0]:g} ms before the "
              f"runs and {data['host_reference_ms'][1]:g} ms after them (lower is faster).", "",
-             "| master | optimizer state | part loads (per part, warm-up included) | parts read per round "
-             "| round overhead mean / max s | mean overhead / T | test |", "|---|---|---|---|---|---:|---:|"]
+             "| master | optimizer state | weights transport | part loads (per part, warm-up included) "
+             "| parts read per round | round overhead mean / max s | mean overhead / T | test |",
+             "|---|---|---|---|---|---|---:|---:|"]
     for r in data["runs"]:
-        lines.append(f"| `{r['master']}` | {r['optimizer_state']} | {r['part_loads']} | {r['loads_per_round']} | "
+        lines.append(f"| `{r['master']}` | {r['optimizer_state']} | {r['transport']} | {r['part_loads']} | "
+                     f"{r['loads_per_round']} | "
                      f"{r['overhead_mean_s']:.2f} / "
                      f"{r['overhead_max_s']:.2f} | {100 * r['overhead_mean_fraction']:.1f}% | {r['test']:.4f} |")
     lines += ["", "Where the overhead goes, mean over the rounds in seconds, along each round's critical path (the "
               "task that finished last; Spark's event log and the trainers' times, `round_profile`). The phases add "
               "up to the overhead; *slowest trainer past T* is part of *task run time past T*.", "",
-              "| master | optimizer state | " + " | ".join(PHASES.values()) + " | overhead | slowest trainer past T |",
-              "|---|---|" + "---:|" * (len(PHASES) + 2)]
+              "| master | optimizer state | weights transport | " + " | ".join(PHASES.values())
+              + " | overhead | slowest trainer past T |", "|---|---|---|" + "---:|" * (len(PHASES) + 2)]
     for r in data["runs"]:
         p = r["profile"]
-        lines.append(f"| `{r['master']}` | {r['optimizer_state']} | " + " | ".join(f"{p[k]:.3f}" for k in PHASES)
+        lines.append(f"| `{r['master']}` | {r['optimizer_state']} | {r['transport']} | "
+                     + " | ".join(f"{p[k]:.3f}" for k in PHASES)
                      + f" | {r['overhead_mean_s']:.3f} | {p['trainer_over_s']:.3f} |")
     return "\n".join(lines) + "\n"
 
@@ -161,6 +167,8 @@ def main(argv=None) -> None:
     ap.add_argument("--conf", action="append", default=[], metavar="KEY=VALUE", help="a Spark setting for every run")
     ap.add_argument("--optimizer-states", default="resident,shipped",
                     help="comma-separated --optimizer-state settings, each run on every master")
+    ap.add_argument("--transports", default="files,spark",
+                    help="comma-separated --weights-transport settings, each run on every master and optimizer state")
     ap.add_argument("--out", default=str(HERE / "results" / "placement.json"))
     args = ap.parse_args(argv)
     work = Path(args.work)
@@ -169,8 +177,9 @@ def main(argv=None) -> None:
         run_cli("ingest", "--dataset", "cora", "--lake", str(lake), "--overwrite")
         run_cli("partition", "--lake", str(lake), "--parts", "4", "--seed", "0", "--out", str(parts), "--overwrite")
     reference = [host_reference_ms()]
-    runs = [one_run(m, opt, lake, parts, work / f"run{i}-{opt}", args.seconds, args.rounds, args.conf)
-            for opt in args.optimizer_states.split(",") for i, m in enumerate(args.masters.split(";"))]
+    runs = [one_run(m, opt, via, lake, parts, work / f"run{i}-{opt}-{via}", args.seconds, args.rounds, args.conf)
+            for opt in args.optimizer_states.split(",") for i, m in enumerate(args.masters.split(";"))
+            for via in args.transports.split(",")]
     reference.append(host_reference_ms())
     data = {"seconds": args.seconds, "rounds": args.rounds, "conf": args.conf, "command": shell_command(),
             "host_reference_ms": [round(r, 1) for r in reference],

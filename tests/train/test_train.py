@@ -51,6 +51,7 @@ def test_the_driver_keeps_to_one_torch_thread_beside_local_trainers_and_restores
 
 def test_two_round_barrier_run_writes_a_complete_run_folder(spark, cora_lake, cora_parts, tmp_path):
     out = tmp_path / "run"
+    exchanges = set(glob.glob(os.path.join(tempfile.gettempdir(), "tma-spark-weights-*")))
     s = train(spark, TrainConfig(lake=cora_lake, partitions=cora_parts, out=str(out), round_seconds=2,
                                  time_limit=60, max_rounds=2, hidden=32))
     assert sorted(os.listdir(out)) == ["best.pt", "checkpoint.prev.pt", "checkpoint.pt", "config.json", "curves.png",
@@ -76,6 +77,9 @@ def test_two_round_barrier_run_writes_a_complete_run_folder(spark, cora_lake, co
     assert spec == ModelSpec("sage", 1433, 32, 7, layers=2, dropout=0.5)
     spec.build().load_state_dict(state)
     assert json.loads((out / "summary.json").read_text()) == s
+    # local master: the weights travelled through files, whose folder is gone with the run
+    assert s["weights_transport"] == "files"
+    assert set(glob.glob(os.path.join(tempfile.gettempdir(), "tma-spark-weights-*"))) == exchanges
 
 
 def test_central_mode_and_existing_run_folder(spark, cora_lake, tmp_path, caplog):
@@ -152,7 +156,8 @@ def test_spark_submit_with_wheel_config_and_gpu_scheduling_in_local_cluster(cora
     wheel = work / "dist" / "tma_spark.zip"
     config = tmp_path / "pipeline.yaml"
     config.write_text(yaml.safe_dump({"lake": cora_lake, "partitions": cora_parts, "run": str(out),
-                                      "train": {"round_seconds": 2, "max_rounds": 5, "hidden": 32}}))
+                                      "train": {"round_seconds": 2, "max_rounds": 5, "hidden": 32,
+                                                "weights_transport": "spark"}}))
     discovery = tmp_path / "gpus.sh"
     discovery.write_text('#!/bin/sh\necho \'{"name": "gpu", "addresses": ["0"]}\'\n')
     discovery.chmod(0o755)
@@ -167,6 +172,7 @@ def test_spark_submit_with_wheel_config_and_gpu_scheduling_in_local_cluster(cora
     assert r.returncode == 0, r.stderr[-3000:]
     summary = json.loads((out / "summary.json").read_text())
     assert summary["rounds"] == 2 and summary["best_val"] > 0.5  # --max-rounds 2 overrode the file's 5
+    assert summary["weights_transport"] == "spark"  # broadcasts and task results, as on a real cluster
     assert json.loads((out / "config.json").read_text())["hidden"] == 32  # from the file
     rows = [json.loads(l) for l in (out / "metrics.jsonl").read_text().splitlines()]
     assert len(rows) == 2 and all(len(r["steps"]) == 2 for r in rows)

@@ -12,6 +12,7 @@ from typing import Optional, Tuple
 from ..errors import ConfigError
 from ..faults import Fault, parse_faults
 from ..settings import check_choices, setting, whole_numbers
+from .exchange import TRANSPORTS
 
 __all__ = ["TrainConfig", "default_round_timeout", "MODES", "TASKS", "MODELS", "WEIGHTINGS", "SAMPLERS",
            "EVAL_MODES", "OPTIMIZER_STATES"]
@@ -84,6 +85,11 @@ class TrainConfig:
                                    "the part moves, its trainer is lost or the run resumes) | shipped (travels to "
                                    "the driver and back each round, and is checkpointed) | auto (default: resident, "
                                    "shipped with --tolerate-failures, whose trainers move)")
+    weights_transport: str = setting("auto", choices=TRANSPORTS, help="how weights and optimizer states travel "
+                                     "between the driver and the trainers each round: files (through a temporary "
+                                     "folder on the driver's machine; local[...] and local-cluster[...] masters "
+                                     "only, whose executors run there) | spark (broadcasts and task results; any "
+                                     "cluster) | auto (default: files on local masters, spark elsewhere)")
     workers: int = setting(4, help="ddp: number of data-parallel trainers (default %(default)s)")
     seed: int = setting(0, help="seed of the model, dropout and sampling")
     overwrite: bool = setting(False, help="replace an existing run folder (the previous run stays in place until "

@@ -200,8 +200,11 @@ class TrainerResult:
 
     Args:
         part: the trainer's part.
-        state: its weights after the round (:func:`to_bytes` of the state dict).
-        opt: its optimizer state (:func:`to_bytes`), or None when it stays resident on the worker.
+        state: its weights after the round (:func:`to_bytes` of the state dict). On the way back under the
+            ``files`` transport, a :class:`~tma_spark.train.exchange.Parcel` holding them, which the round code
+            reads back into bytes as the result arrives (:mod:`tma_spark.train.exchange`).
+        opt: its optimizer state (:func:`to_bytes`; a parcel on the way back, as ``state``), or None when it stays
+            resident on the worker.
         steps, loss: optimizer steps taken and their mean loss.
         train_nodes, edges: the size of the part (for weighted averaging).
         sampler: ``full`` or ``neighbor``.

@@ -30,9 +30,11 @@ from pyspark.sql import SparkSession
 
 from .. import fs
 from ..claims import claiming
+from ..errors import ConfigError
 from .averaging import average_state_dicts, llcg_correction
 from .config import TrainConfig
 from .contract import RoundResult, TrainerSpec, to_bytes
+from .exchange import Exchange, open_exchange, resolve_transport
 from .objectives import build_objective
 from .plots import curves_figure
 from .placement import holders
@@ -206,12 +208,17 @@ def train(spark: SparkSession, cfg: TrainConfig, on_round: Optional[Callable[[di
     afterwards the trainers' workers drop their cached parts (:func:`release_trainers`; for applications that
     run several trainings, such as ``bench``; a later run on the same parts then reads them again).
     """
-    with _driver_torch_threads(spark.sparkContext.master):
-        return _train(spark, cfg, on_round, tracking, release)
+    master = spark.sparkContext.master
+    try:
+        transport = resolve_transport(cfg.weights_transport, master)
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from None
+    with _driver_torch_threads(master), open_exchange(transport) as exchange:
+        return _train(spark, cfg, on_round, tracking, release, exchange)
 
 
 def _train(spark: SparkSession, cfg: TrainConfig, on_round: Optional[Callable[[dict], None]],
-           tracking: Optional[dict], release: bool) -> dict:
+           tracking: Optional[dict], release: bool, exchange: Optional[Exchange]) -> dict:
     plan = preflight(spark, cfg)
     k, evaluator, ckpt = plan.k, plan.evaluator, plan.checkpoint
     eval_mode = "full" if evaluator.exact else "sampled"
@@ -236,7 +243,7 @@ def _train(spark: SparkSession, cfg: TrainConfig, on_round: Optional[Callable[[d
     # Warm-up stage (not counted in the budget): start Python workers, import torch, load and cache the parts.
     t_start = time.monotonic()
     warmup = run_round(spark, k, replace(spec, faults=None), to_bytes(global_state), {}, 0.0, 0, threads,
-                       cfg.tolerate_failures)
+                       cfg.tolerate_failures, exchange=exchange)
     _check_warmup(warmup)
     idle = _idle_parts(warmup, plan, cfg.task)
     startup = time.monotonic() - t_start
@@ -264,7 +271,7 @@ def _train(spark: SparkSession, cfg: TrainConfig, on_round: Optional[Callable[[d
             t0 = time.monotonic()
             results, attempts = run_round_with_retries(spark, k, spec, to_bytes(global_state), opts, seconds,
                                                        round_index, threads, cfg.round_retries,
-                                                       cfg.tolerate_failures, cfg.round_bound, placement)
+                                                       cfg.tolerate_failures, cfg.round_bound, placement, exchange)
             stage = time.monotonic() - t0
             _count_loads(part_loads, results)
             placement = holders([(r.executor, r.part) for r in results if not r.lost]) or placement
@@ -291,6 +298,7 @@ def _train(spark: SparkSession, cfg: TrainConfig, on_round: Optional[Callable[[d
                                wall_seconds=time.monotonic() - started, mode=cfg.mode, parts=k,
                                strategy=plan.strategy, model=cfg.model, startup_seconds=startup,
                                startup_load_seconds=loads, part_loads=part_loads,
+                               weights_transport="spark" if exchange is None else "files",
                                resumed_from_round=ckpt.round if ckpt else (0 if cfg.resume else None))
     if recorder.history:
         _write_curves(recorder.history, evaluator.metric, fs.join(run_dir, "curves.png"))

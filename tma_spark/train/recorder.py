@@ -141,10 +141,12 @@ class Recorder:
 
     def summary(self, *, task: str, eval_mode: str, rounds: int, wall_seconds: float, mode: str, parts: int,
                 strategy: str, model: str, startup_seconds: float, resumed_from_round: Optional[int],
-                startup_load_seconds: Optional[list] = None, part_loads: Optional[list] = None) -> dict:
+                startup_load_seconds: Optional[list] = None, part_loads: Optional[list] = None,
+                weights_transport: Optional[str] = None) -> dict:
         """``summary.json``: the run's facts, the best round's scores and totals over the recorded rounds
         (``startup_load_seconds``: each trainer's first load of its part, in the warm-up stage; ``part_loads``:
-        how many times each part was read from storage, warm-up included: 1 each when no part moved)."""
+        how many times each part was read from storage, warm-up included: 1 each when no part moved;
+        ``weights_transport``: ``spark`` or ``files``, :mod:`tma_spark.train.exchange`)."""
         best, history = self.best, self.history
         return {"task": task, "metric": self.evaluator.metric, "eval": eval_mode, "best_val": best["val"],
                 "test": best["test"], "rounds": rounds, "wall_seconds": round(wall_seconds, 3),
@@ -152,7 +154,7 @@ class Recorder:
                 "parts": parts, "partition_strategy": strategy, "model": model,
                 "total_steps": sum(sum(n for n in h["steps"] if n is not None) for h in history),
                 "startup_seconds": round(startup_seconds, 3), "startup_load_seconds": startup_load_seconds,
-                "part_loads": part_loads,
+                "part_loads": part_loads, "weights_transport": weights_transport,
                 "mean_overhead_seconds": round(sum(h["overhead_seconds"] for h in history) / max(len(history), 1),
                                                3),
                 "round_retries": sum(h.get("attempts", 1) - 1 for h in history),

@@ -20,7 +20,9 @@ No custom networking is used. Failures (see the README, "Failures and re-runs"):
   (:func:`tma_spark.train.cluster.check_cluster`).
 
 The task function closes over plain values only (the broadcast weights, the :class:`TrainerSpec`), never
-the SparkSession.
+the SparkSession. Weights travel through Spark (broadcasts out, task results back) or, with an
+:class:`~tma_spark.train.exchange.Exchange`, through files on the driver's machine
+(:mod:`tma_spark.train.exchange`).
 """
 
 from __future__ import annotations
@@ -40,6 +42,7 @@ from ..faults import fault_for, parse_faults
 from .cluster import check_slots
 from .contract import LostTrainer, RoundResult, TrainerSpec
 from .ddp import make_allreduce
+from .exchange import Exchange, Parcel
 from .executor import run_trainer_task
 from .placement import assign_parts
 from .rendezvous import meets_locally, rendezvous_dir, worker_slots
@@ -50,16 +53,44 @@ __all__ = ["check_slots", "run_round", "run_round_with_retries", "screen_diverge
 log = logging.getLogger(__name__)
 
 
+def _pack(result: RoundResult, exchange: Optional[Exchange], round_index: int) -> RoundResult:
+    """Trainer side: ``result`` with its weights and optimizer state written to ``exchange`` as
+    :class:`Parcel` s (unchanged without one, or for a lost trainer)."""
+    if exchange is None or result.lost:
+        return result
+    name = f"round{round_index}-part{result.part}"
+    opt = None if result.opt is None else exchange.put(result.opt, f"{name}-opt")
+    return replace(result, state=exchange.put(result.state, f"{name}-weights"), opt=opt)
+
+
+def _unpack(result: RoundResult) -> RoundResult:
+    """Driver side: ``result`` with the :class:`Parcel` s :func:`_pack` made read back into bytes and deleted."""
+    if result.lost or not isinstance(result.state, Parcel):
+        return result
+    parcels = [p for p in (result.state, result.opt) if isinstance(p, Parcel)]
+    unpacked = replace(result, state=result.state.value,
+                       opt=result.opt.value if isinstance(result.opt, Parcel) else result.opt)
+    for parcel in parcels:
+        parcel.unpersist()
+    return unpacked
+
+
+def _share(sc, exchange: Optional[Exchange], data: bytes, name: str):
+    """``data`` for the round's tasks: a Spark broadcast, or a :class:`Parcel` in ``exchange``. Both answer
+    ``.value`` in the task and ``.unpersist()`` on the driver."""
+    return sc.broadcast(data) if exchange is None else exchange.put(data, name)
+
+
 def _trainer_task(shared, opts, placement: Dict[str, int], spec: TrainerSpec, seconds: float, round_index: int,
-                  threads: int, barrier: bool, token: str = ""):
+                  threads: int, barrier: bool, token: str = "", exchange: Optional[Exchange] = None):
     """The function each round's Spark task runs (barrier or independent task).
 
     An independent task trains the part in its row, with the optimizer state beside it. A barrier task trains
     the part :func:`~tma_spark.train.placement.assign_parts` gives it from the slots of the stage's tasks
     (executor addresses, or ``address/pid`` when all share one executor: :func:`worker_slots`, meeting in the
     folder of round attempt ``token``) and ``placement`` (the slot that trained each part last round), so that
-    a part stays where it is loaded; its optimizer state comes from ``opts`` (part -> a broadcast of its
-    bytes)."""
+    a part stays where it is loaded; its optimizer state comes from ``opts`` (part -> a broadcast or
+    :class:`Parcel` of its bytes). With an ``exchange`` the result's weights go back as parcels (:func:`_pack`)."""
     faults = parse_faults(spec.faults)
 
     def task(rows):
@@ -69,6 +100,8 @@ def _trainer_task(shared, opts, placement: Dict[str, int], spec: TrainerSpec, se
         # Consume the whole input: a Python worker whose input is not drained is not reused, and a new
         # worker would re-import torch and reload the part (seconds per round).
         (part, opt_state), = list(rows)
+        if isinstance(opt_state, Parcel):  # an independent task's state, sent through the exchange
+            opt_state = opt_state.value
         address = None
         if barrier:
             slots = [info.address for info in ctx.getTaskInfos()]  # by partition id; no message exchange
@@ -89,8 +122,8 @@ def _trainer_task(shared, opts, placement: Dict[str, int], spec: TrainerSpec, se
         # No ctx.barrier() here: gang scheduling already starts the K tasks together, and a barrier() or
         # allGather() call costs about a second (PySpark polls for its answer once a second).
         allreduce = make_allreduce(ctx) if barrier and spec.mode == "ddp" else None
-        yield run_trainer_task(part, spec, shared.value, opt_state, seconds, round_index, addresses, threads, fault,
-                               allreduce, address)
+        yield _pack(run_trainer_task(part, spec, shared.value, opt_state, seconds, round_index, addresses, threads,
+                                     fault, allreduce, address), exchange, round_index)
 
     return task
 
@@ -132,7 +165,8 @@ class _Watchdog:
 
 def run_round(spark: SparkSession, k: int, spec: TrainerSpec, state: bytes, opts: Dict[int, bytes], seconds: float,
               round_index: int, threads: int, tolerant: bool = False,
-              timeout: Optional[float] = None, placement: Optional[Dict[str, int]] = None) -> List[RoundResult]:
+              timeout: Optional[float] = None, placement: Optional[Dict[str, int]] = None,
+              exchange: Optional[Exchange] = None) -> List[RoundResult]:
     """One round: K trainer tasks; returns one result per part, ordered by part.
 
     By default the K tasks form one barrier stage (gang scheduled; any failure fails the round), and each
@@ -141,14 +175,15 @@ def run_round(spark: SparkSession, k: int, spec: TrainerSpec, state: bytes, opts
     With ``tolerant`` they are K single-task jobs submitted together, so a failed trainer only loses its own
     result, returned as a :class:`LostTrainer`, and part ``p`` is job ``p`` wherever Spark runs it. The global
     weights are broadcast once; the optimizer states are broadcast one per part (barrier: a task fetches the
-    one of the part it takes) or travel inside each trainer's RDD partition (tolerant).
+    one of the part it takes) or travel inside each trainer's RDD partition (tolerant). With an ``exchange``
+    the same bytes travel as files instead (:mod:`tma_spark.train.exchange`), results included.
 
     With ``timeout`` (seconds) the round's jobs are cancelled once it has run that long (:class:`_Watchdog`):
     a barrier round then raises a :class:`TmaSparkError` saying so, and in a ``tolerant`` round every trainer
     still running is a :class:`LostTrainer`. Job groups are per thread, so each submitting thread sets it.
     """
     sc = spark.sparkContext
-    shared = sc.broadcast(state)
+    shared = _share(sc, exchange, state, f"round{round_index}-global")
     group = f"tma_spark-round-{round_index}-attempt-{spec.attempt}-{uuid.uuid4().hex[:8]}"
     watchdog = _Watchdog(sc, group, timeout, round_index)
     meet = meets_locally(sc.master)
@@ -158,24 +193,29 @@ def run_round(spark: SparkSession, k: int, spec: TrainerSpec, state: bytes, opts
             sc.setJobGroup(group, f"tma_spark train round {round_index}", interruptOnCancel=True)
             rdd = sc.parallelize([(p, None) for p in range(k)], k)
             # one broadcast per part: a task fetches only the state of the part it takes, not all K
-            shared_opts = {p: sc.broadcast(o) for p, o in opts.items() if o is not None}
+            shared_opts = {p: _share(sc, exchange, o, f"round{round_index}-part{p}-opt-in")
+                           for p, o in opts.items() if o is not None}
             try:
                 results = rdd.barrier().mapPartitions(_trainer_task(shared, shared_opts, dict(placement or {}), spec,
                                                                     seconds, round_index, threads, True,
-                                                                    group if meet else "")).collect()
+                                                                    group if meet else "", exchange)).collect()
             except Exception as exc:
                 if watchdog.fired.is_set():
                     raise TmaSparkError(f"round {round_index} {watchdog.reason()}") from exc
                 raise
         else:
-            task = _trainer_task(shared, {}, {}, spec, seconds, round_index, threads, False)
+            task = _trainer_task(shared, {}, {}, spec, seconds, round_index, threads, False, exchange=exchange)
+            if exchange is not None:
+                shared_opts = {p: exchange.put(o, f"round{round_index}-part{p}-opt-in")
+                               for p, o in opts.items() if o is not None}
 
             def one(part: int) -> RoundResult:
                 sc.setJobGroup(group, f"tma_spark train round {round_index} part {part}", interruptOnCancel=True)
                 try:
                     if watchdog.fired.is_set():  # submitted after the cancellation: nothing would cancel it
                         raise TmaSparkError("not started")
-                    return sc.parallelize([(part, opts.get(part))], 1).mapPartitions(task).collect()[0]
+                    return sc.parallelize([(part, shared_opts.get(part, opts.get(part)))], 1).mapPartitions(
+                        task).collect()[0]
                 except Exception as exc:  # the trainer's job failed: this part sits the round out
                     return LostTrainer(part, watchdog.reason() if watchdog.fired.is_set() else failure_reason(exc))
 
@@ -188,7 +228,7 @@ def run_round(spark: SparkSession, k: int, spec: TrainerSpec, state: bytes, opts
             b.unpersist()
         if meet:
             shutil.rmtree(rendezvous_dir(group), ignore_errors=True)  # the tasks met on this machine
-    return sorted(results, key=lambda r: r.part)
+    return sorted((_unpack(r) for r in results), key=lambda r: r.part)
 
 
 def screen_diverged(results: Sequence[RoundResult], round_index: int) -> List[RoundResult]:
@@ -232,7 +272,8 @@ def round_failure(round_index: int, attempts: int, reason: str, lr: float, all_d
 def run_round_with_retries(spark: SparkSession, k: int, spec: TrainerSpec, state: bytes, opts: Dict[int, bytes],
                            seconds: float, round_index: int, threads: int, retries: int,
                            tolerant: bool, timeout: Optional[float] = None,
-                           placement: Optional[Dict[str, int]] = None) -> Tuple[List[RoundResult], int]:
+                           placement: Optional[Dict[str, int]] = None,
+                           exchange: Optional[Exchange] = None) -> Tuple[List[RoundResult], int]:
     """Run a round until enough trainers finish it: all of them by default, at least one when ``tolerant``.
     A diverged trainer has not finished it (:func:`screen_diverged`), nor one still running after ``timeout``
     seconds (each attempt is bounded on its own). Returns (results, attempts)."""
@@ -241,7 +282,8 @@ def run_round_with_retries(spark: SparkSession, k: int, spec: TrainerSpec, state
         diverged = False
         try:
             results = screen_diverged(run_round(spark, k, replace(spec, attempt=attempt), state, opts, seconds,
-                                                round_index, threads, tolerant, timeout, placement), round_index)
+                                                round_index, threads, tolerant, timeout, placement, exchange),
+                                      round_index)
         except Exception as exc:
             reason, all_diverged = failure_reason(exc), False
         else:

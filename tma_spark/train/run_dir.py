@@ -39,7 +39,8 @@ MODEL_FILE = "model.json"
 TRACKING_FILE = "tracking.json"
 #: Settings a resumed run may change; every other setting must equal the checkpointed run's.
 RESUMABLE_CHANGES = {"time_limit", "max_rounds", "patience", "overwrite", "resume", "round_retries",
-                     "tolerate_failures", "inject_failures", "round_seconds", "round_timeout", "out"}
+                     "tolerate_failures", "inject_failures", "round_seconds", "round_timeout", "out",
+                     "weights_transport"}
 #: Names of the first layer's weight in the models' state dicts (SAGE, GCN/GAT, MLP).
 _FIRST_WEIGHTS = ("convs.0.lin_l.weight", "convs.0.lin.weight", "convs.0.weight")
 
