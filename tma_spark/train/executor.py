@@ -21,8 +21,9 @@ Each trainer keeps its own Adam state across rounds, as in the paper, in one of 
   (:data:`_OPT_STATES`).
 * ``shipped`` (the default with ``--tolerate-failures``): the state travels to the driver with the weights,
   is checkpointed, and goes back out with the next round's task. Costs (de)serialization and transfer of 2x
-  the parameters per round (every executor fetches every part's state), and survives a task moving to another
-  worker or executor, a lost trainer and ``--resume``.
+  the parameters per round (through Spark every executor fetches every part's state; through files each
+  trainer reads its own: :mod:`tma_spark.train.exchange`), and survives a task moving to another worker or
+  executor, a lost trainer and ``--resume``.
 """
 
 from __future__ import annotations
@@ -144,12 +145,14 @@ class TrainOutput:
 
 def train_for(objective, spec: TrainerSpec, state: dict, opt_state: Optional[dict], seconds: float,
               device: torch.device, seed: int, allreduce: Optional[Callable] = None) -> TrainOutput:
-    """Train from ``state`` for ``seconds`` of wall-clock time (at least one step); one step is one
+    """Train from ``state`` for ``seconds`` of wall-clock time (at least one step), the setup (the model, its
+    weights, Adam's state) included, so that a round's trainers end T after they start; one step is one
     full-batch pass or one sampled mini-batch, depending on the objective's sampler. ``seed`` seeds
     dropout and sampling (:func:`seed_trainer`).
 
     With ``allreduce`` (data-parallel training, :mod:`tma_spark.train.ddp`) every step's gradients are
     replaced by the trainers' mean before the update, and the trainers stop together."""
+    deadline = time.monotonic() + seconds
     seed_trainer(objective, seed)
     model = spec.model.build().to(device)  # leaves the seeded generators alone; the weights come from state
     model.load_state_dict(state)
@@ -159,12 +162,11 @@ def train_for(objective, spec: TrainerSpec, state: dict, opt_state: Optional[dic
     use_amp = device.type == "cuda" and spec.amp
     steps, loss_sum = 0, 0.0
     model.train()
-    begin = time.monotonic()
-    deadline = begin + seconds
+    first = time.monotonic()  # when the first step starts: the steps' mean time excludes the setup
     # Stop when the next step would end past the deadline (at least one step): rounds end on time
     # instead of overshooting by up to a step, and the stage waits less for its slowest trainer.
     while allreduce is not None or objective.targets and (
-            steps == 0 or time.monotonic() + (time.monotonic() - begin) / steps <= deadline):
+            steps == 0 or time.monotonic() + (time.monotonic() - first) / steps <= deadline):
         opt.zero_grad(set_to_none=True)
         with torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=use_amp):
             loss = objective.loss(model)
@@ -172,7 +174,7 @@ def train_for(objective, spec: TrainerSpec, state: dict, opt_state: Optional[dic
         stop = False
         if allreduce is not None:  # vote to stop when the next step would end past the deadline
             now = time.monotonic()
-            stop = allreduce(model, now + (now - begin) / (steps + 1) > deadline)
+            stop = allreduce(model, now + (now - first) / (steps + 1) > deadline)
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         opt.step()
         steps += 1
@@ -221,8 +223,8 @@ def run_trainer_task(part: int, spec: TrainerSpec, state_bytes: bytes, opt_bytes
     if opt_miss:
         log.warning("round %d part %d: its optimizer state is not on this worker (the part moved, its trainer was "
                     "lost, or the run resumed); starting a fresh one", round_index, part)
-    budget = max(seconds - (loaded - started), 0.0)
     seed = spec.seed_for(part, round_index)
+    budget = max(seconds - (time.monotonic() - started), 0.0)  # the part's load and the weights' decode included
     if fault is not None and fault.kind != "diverge":
         train_for(objective, spec, state, opt_state, budget / 2, device, seed=seed)
         reason = f"--inject-failure {fault}: round {round_index} part {part}"
