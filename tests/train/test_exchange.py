@@ -1,12 +1,14 @@
 """How weights travel between the driver and the trainers: the transport setting and the files exchange."""
 
 import os
+import subprocess
+import sys
 
 import pytest
 import torch
 
 from tma_spark.train.contract import LostTrainer, TrainerResult, from_bytes, to_bytes
-from tma_spark.train.exchange import Parcel, open_exchange, resolve_transport
+from tma_spark.train.exchange import Parcel, open_exchange, resolve_transport, sweep_stale
 from tma_spark.train.rounds import _pack, _unpack
 
 
@@ -59,3 +61,14 @@ def test_a_result_packed_by_a_trainer_arrives_as_bytes_and_leaves_no_file(opt):
     lost = LostTrainer(1, "its task failed")
     assert _pack(lost, None, 1) is lost and _unpack(lost) is lost
     assert _pack(sent, None, 1) is sent and from_bytes(_unpack(sent).state)["w"][0] == 2.0
+
+
+def test_the_folders_of_drivers_that_are_gone_are_swept_and_live_ones_kept(tmp_path):
+    gone = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True,
+                          text=True).stdout.strip()  # the id of a process that has exited
+    for pid in (gone, os.getpid()):
+        (tmp_path / f"tma-spark-weights-{pid}-abc").mkdir()
+        (tmp_path / f"tma-spark-weights-{pid}-abc" / "round3-global-x.pt").write_bytes(b"w")
+    (tmp_path / "tma-spark-weights-notapid").mkdir()
+    assert sweep_stale(str(tmp_path)) == [f"tma-spark-weights-{gone}-abc"]
+    assert sorted(os.listdir(tmp_path)) == sorted([f"tma-spark-weights-{os.getpid()}-abc", "tma-spark-weights-notapid"])

@@ -73,7 +73,8 @@ class TrainConfig:
                         "(full while its memory estimate is at most --eval-max-gb)")
     eval_fanouts: Optional[Tuple[int, ...]] = setting(None, parse=whole_numbers, help="sampled eval: neighbours "
                                                       "kept per hop, one per layer; -1 = all (exact outputs for the "
-                                                      "sampled targets); default: the training's largest fan-out at every hop (25,25 for 25,10)")
+                                                      "sampled targets); default: the training's largest fan-out "
+                                                      "at every hop (25,25 for 25,10)")
     eval_max_gb: float = setting(4.0, help="auto eval: the most driver memory (GB) that exact evaluation on the "
                                  "whole graph may take (features, edges, one layer's messages); default "
                                  "%(default)s")

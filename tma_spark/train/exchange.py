@@ -22,14 +22,15 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 import shutil
 import tempfile
 import uuid
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Iterator, Optional
+from typing import Iterator, List, Optional
 
-__all__ = ["TRANSPORTS", "Parcel", "Exchange", "resolve_transport", "open_exchange"]
+__all__ = ["TRANSPORTS", "Parcel", "Exchange", "resolve_transport", "open_exchange", "sweep_stale"]
 
 log = logging.getLogger(__name__)
 
@@ -93,14 +94,43 @@ class Exchange:
         shutil.rmtree(self.folder, ignore_errors=True)
 
 
+#: An exchange folder's name: the driver's process id, then a random suffix (:func:`tempfile.mkdtemp`).
+_FOLDER = re.compile(r"tma-spark-weights-(\d+)-")
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's process
+        return True
+    return True
+
+
+def sweep_stale(parent: str) -> List[str]:
+    """Delete the exchange folders in ``parent`` whose driver process is gone (a driver killed mid-run cannot
+    delete its own); returns them. A folder of a live process, or of a reused process id, is kept."""
+    stale = []
+    for name in os.listdir(parent):
+        match = _FOLDER.match(name)
+        if match and not _alive(int(match.group(1))):
+            shutil.rmtree(os.path.join(parent, name), ignore_errors=True)
+            stale.append(name)
+    if stale:
+        log.info("deleted %d weights folder(s) left by driver(s) that are gone: %s", len(stale), ", ".join(stale))
+    return stale
+
+
 @contextmanager
 def open_exchange(transport: str) -> Iterator[Optional[Exchange]]:
     """For the ``files`` transport, a new :class:`Exchange` in this machine's temporary folder, deleted with what is
-    left in it on exit; None for ``spark``."""
+    left in it on exit (and those of killed drivers before: :func:`sweep_stale`); None for ``spark``."""
     if transport != "files":
         yield None
         return
-    exchange = Exchange(tempfile.mkdtemp(prefix="tma-spark-weights-"))
+    sweep_stale(tempfile.gettempdir())
+    exchange = Exchange(tempfile.mkdtemp(prefix=f"tma-spark-weights-{os.getpid()}-"))
     log.info("weights travel through files in %s (--weights-transport files)", exchange.folder)
     try:
         yield exchange
