@@ -1,10 +1,12 @@
 """The train job: barrier-mode rounds on real Spark with real PyG training, local and local-cluster."""
 
+import glob
 import json
 import os
 import shutil
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import pytest
