@@ -7,7 +7,8 @@ state) to the K trainers, and each trainer sends its weights (and state) back. T
   JVM on the way: the driver's Python to its JVM, the JVM's block manager to each executor JVM, on to the Python
   worker, and back the same way (task results above 1 MB go through the executors' block managers). On a
   machine whose cores all train, that JVM work sits on the round's critical path: at round end the driver JVM
-  spent 0.3-0.6 CPU-seconds (G1 marking set off by the ~3 MB weight arrays) against 0.06-0.1 in its Python.
+  used 0.3-0.6 CPU-seconds against 0.06-0.1 in its Python, and started a G1 marking cycle at most round ends,
+  set off by the ~3 MB weight arrays.
 * ``files``: the sender writes the bytes to a file in a folder on the driver's machine and sends its path;
   the receiver reads the file (from the page cache) and deletes the ones addressed to it. Only paths cross
   the JVMs. For ``local[...]`` and ``local-cluster[...]`` masters, whose executors run on the driver's
