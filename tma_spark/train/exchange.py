@@ -83,7 +83,9 @@ class Exchange:
 
     def put(self, data: bytes, name: str) -> Parcel:
         """``data`` written whole to a new file (a reader never sees a half-written one), named after ``name``
-        and unique, so a retried round or a re-run task never overwrites a parcel still to be read."""
+        and unique, so a retried round or a re-run task never overwrites a parcel still to be read. Not
+        :func:`tma_spark.fs.write_bytes`, which fsyncs: a parcel lives for one round on the critical path, and a
+        crash loses the round anyway (the checkpoint, which is fsynced, holds what survives)."""
         path = os.path.join(self.folder, f"{name}-{uuid.uuid4().hex[:12]}.pt")
         with open(path + ".tmp", "wb") as fh:
             fh.write(data)
